@@ -1,0 +1,3 @@
+"""Third-party data-sharing gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,175 @@
+"""The gateway's one exception tree and its RFC 9457 problem mapping.
+
+    GatewayError                      problem type slug, HTTP status
+    ├── ConfigError                   bad settings or keyring (the service does not start)
+    │   └── ContractError             a partner contract file is invalid (names file and field)
+    ├── StorageError                  the database failed (asyncpg / sqlite3 errors, translated)
+    └── ProblemError                  an error answered to an API caller
+        ├── BadRequest                400 malformed body, wrong media type
+        ├── ValidationFailed          422 a field is wrong (names it with a JSON pointer)
+        ├── Unauthorized              401 no or unknown API key
+        ├── Forbidden                 403 wrong role or partner
+        ├── NotFound                  404 unknown resource, partner or purpose
+        ├── Conflict                  409 state conflict (e.g. idempotency key reused)
+        ├── PayloadTooLarge           413 body over the limit
+        └── UnsupportedMediaType      415
+
+Problem `type`s are `tag:` URIs (RFC 4151), which RFC 9457 §3.1.1 suggests for identifiers that
+are not meant to be dereferenced; the service also documents each one at `/problems/{slug}`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROBLEM_TYPE_PREFIX = "tag:gateway.example.com,2026:problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_TYPE_PREFIX + slug
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One wrong field: RFC 9457 §3 `errors` member, with a JSON pointer (RFC 6901)."""
+
+    pointer: str
+    detail: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"pointer": self.pointer, "detail": self.detail}
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """Settings, keyring or contracts are unusable; the service refuses to start."""
+
+
+class ContractError(ConfigError):
+    """A partner contract is invalid. `path` is the file, `field` the dotted field name."""
+
+    def __init__(self, path: str, field: str, message: str) -> None:
+        super().__init__(f"{path}: {field}: {message}")
+        self.path = path
+        self.field = field
+        self.message = message
+
+
+class StorageError(GatewayError):
+    """The database failed; raised `from` the driver's exception."""
+
+
+class ProblemError(GatewayError):
+    """An error answered to a caller as `application/problem+json` (RFC 9457)."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[FieldError] = (),
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def body(self, instance: str | None = None) -> dict[str, Any]:
+        """The problem details object (RFC 9457 §3)."""
+        out: dict[str, Any] = {
+            "type": problem_type(self.slug),
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance is not None:
+            out["instance"] = instance
+        if self.errors:
+            out["errors"] = [e.as_json() for e in self.errors]
+        out.update(self.extra)
+        return out
+
+
+class BadRequest(ProblemError):
+    status = 400
+    slug = "bad-request"
+    title = "The request could not be read"
+
+
+class ValidationFailed(ProblemError):
+    status = 422
+    slug = "validation-error"
+    title = "The request has invalid fields"
+
+
+class Unauthorized(ProblemError):
+    status = 401
+    slug = "unauthorized"
+    title = "A valid API key is required"
+
+
+class Forbidden(ProblemError):
+    status = 403
+    slug = "forbidden"
+    title = "This client may not do that"
+
+
+class NotFound(ProblemError):
+    status = 404
+    slug = "not-found"
+    title = "No such resource"
+
+
+class Conflict(ProblemError):
+    status = 409
+    slug = "conflict"
+    title = "The request conflicts with the current state"
+
+
+class PayloadTooLarge(ProblemError):
+    status = 413
+    slug = "payload-too-large"
+    title = "The request body is too large"
+
+
+class UnsupportedMediaType(ProblemError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+def internal_problem(instance: str | None = None) -> dict[str, Any]:
+    """The body for an unexpected failure: nothing about the failure leaks to the caller."""
+    body: dict[str, Any] = {
+        "type": problem_type("internal-error"),
+        "title": "Internal error",
+        "status": 500,
+        "detail": "The gateway failed to process the request; it has been logged.",
+    }
+    if instance is not None:
+        body["instance"] = instance
+    return body
+
+
+PROBLEM_CLASSES: tuple[type[ProblemError], ...] = (
+    BadRequest,
+    ValidationFailed,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)

@@ -1,0 +1,115 @@
+"""One frozen Settings object, read once from `GATEWAY_*` variables in the entry point.
+
+`SETTINGS` is the single table of variables: `Settings.from_env()` reads it and
+`gateway serve --help` prints it, so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+
+def _default_keys_dir() -> str:
+    # The repository's top-level keys/ when running from a checkout; ./keys otherwise.
+    checkout_keys = Path(__file__).resolve().parent.parent / "keys"
+    return str(checkout_keys) if checkout_keys.is_dir() else "keys"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    field: str
+    env: str
+    default: Callable[[], str]
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _region(raw: str) -> str:
+    if len(raw) != 2 or not raw.isalpha():
+        raise ValueError("must be an ISO 3166-1 alpha-2 code")
+    return raw.upper()
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("home", "GATEWAY_HOME", lambda: "var", "data folder (SQLite database)", Path),
+    SettingSpec(
+        "keys_dir", "GATEWAY_KEYS_DIR", _default_keys_dir, "keyring folder (created, mode 0700)", Path
+    ),
+    SettingSpec(
+        "database_url",
+        "GATEWAY_DATABASE_URL",
+        lambda: "",
+        "postgresql://... to use PostgreSQL; empty: SQLite under GATEWAY_HOME",
+    ),
+    SettingSpec(
+        "partners_dir", "GATEWAY_PARTNERS_DIR", lambda: "partners", "partner contracts", Path
+    ),
+    SettingSpec(
+        "default_region",
+        "GATEWAY_DEFAULT_REGION",
+        lambda: "JP",
+        "region for phone numbers written without +country code",
+        _region,
+    ),
+    SettingSpec(
+        "max_json_bytes",
+        "GATEWAY_MAX_JSON_BYTES",
+        lambda: str(16 * 1024 * 1024),
+        "largest JSON request body (streamed imports and uploads are not limited)",
+        _positive_int,
+    ),
+    SettingSpec("log_level", "GATEWAY_LOG_LEVEL", lambda: "info", "debug, info, warning, error"),
+    SettingSpec("log_format", "GATEWAY_LOG_FORMAT", lambda: "json", "json or console"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    home: Path
+    keys_dir: Path
+    database_url: str
+    partners_dir: Path
+    default_region: str
+    max_json_bytes: int
+    log_level: str
+    log_format: str
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "gateway.sqlite3"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Settings:
+        """Read every setting from `environ`; `overrides` (e.g. tests) win.
+
+        Raises ConfigError naming the variable when a value does not parse.
+        """
+        values: dict[str, Any] = {}
+        for spec in SETTINGS:
+            raw = environ.get(spec.env) or spec.default()
+            try:
+                values[spec.field] = spec.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{spec.env}={raw!r}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)
+
+
+def settings_help() -> str:
+    """The environment variables, for `gateway serve --help`."""
+    lines = ["environment (read once at start):"]
+    for spec in SETTINGS:
+        lines.append(f"  {spec.env:<24} {spec.help} (default: {spec.default() or 'empty'})")
+    return "\n".join(lines)

@@ -1,0 +1,46 @@
+"""Persistence: one `Store` protocol, a SQLite backend (embedded default) and a PostgreSQL one.
+
+Both backends pass the same test suite (tests/integration/test_store.py runs it against each).
+Every consent and discontinuance table is append-only: the database itself refuses UPDATE and
+DELETE (triggers), and the current state is derived from the history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from gateway.models import ClientRecord, ConsentEvent, Discontinuance, SubjectState
+
+
+class ConsentStore(Protocol):
+    async def append_consent_events(self, events: Sequence[ConsentEvent]) -> None:
+        """Append events in one transaction. Raises StorageError."""
+
+    async def consent_history(self, subject_id: str) -> list[ConsentEvent]:
+        """Every event of the subject, oldest recorded first (by seq)."""
+
+    async def subject_states(self, subject_ids: Sequence[str]) -> dict[str, SubjectState]:
+        """Current consent (latest `effective_at`, then latest seq, per purpose) and every
+        discontinuance, for each requested subject; a subject with no history maps to an empty
+        SubjectState."""
+
+    async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
+        """Append a discontinuance request; returns it with its seq."""
+
+
+class ClientStore(Protocol):
+    async def create_client(self, client: ClientRecord) -> None:
+        """Raises Conflict-free StorageError if the id exists."""
+
+    async def get_client(self, client_id: str) -> ClientRecord | None: ...
+
+    async def list_clients(self) -> list[ClientRecord]: ...
+
+    async def revoke_client(self, client_id: str, at: datetime) -> bool:
+        """Marks the client revoked; False when there is no such active client."""
+
+
+class Store(ConsentStore, ClientStore, Protocol):
+    async def close(self) -> None: ...
