@@ -9,10 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import clients, keys, partners, serve
+from gateway.cli import clients, hash, keys, partners, serve
 from gateway.errors import ConfigError
 
-COMMAND_MODULES = (serve, clients, keys, partners)
+COMMAND_MODULES = (serve, clients, keys, partners, hash)
 
 
 def build_parser() -> argparse.ArgumentParser:
