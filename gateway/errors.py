@@ -34,13 +34,20 @@ def problem_type(slug: str) -> str:
 
 @dataclass(frozen=True)
 class FieldError:
-    """One wrong field: RFC 9457 §3 `errors` member, with a JSON pointer (RFC 6901)."""
+    """One wrong field, as in RFC 9457 §3's `errors` example: a JSON pointer (RFC 6901) into the
+    body, or for a query parameter its name."""
 
     pointer: str
     detail: str
+    parameter: str | None = None
+
+    @classmethod
+    def query(cls, name: str, detail: str) -> FieldError:
+        return cls("", detail, parameter=name)
 
     def as_json(self) -> dict[str, str]:
-        return {"pointer": self.pointer, "detail": self.detail}
+        where = {"parameter": self.parameter} if self.parameter else {"pointer": self.pointer}
+        return {**where, "detail": self.detail}
 
 
 class GatewayError(Exception):

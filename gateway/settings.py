@@ -45,7 +45,11 @@ def _region(raw: str) -> str:
 SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("home", "GATEWAY_HOME", lambda: "var", "data folder (SQLite database)", Path),
     SettingSpec(
-        "keys_dir", "GATEWAY_KEYS_DIR", _default_keys_dir, "keyring folder (created, mode 0700)", Path
+        "keys_dir",
+        "GATEWAY_KEYS_DIR",
+        _default_keys_dir,
+        "keyring folder (created, mode 0700)",
+        Path,
     ),
     SettingSpec(
         "database_url",

@@ -1,11 +1,49 @@
-"""`gateway serve`."""
+"""`gateway serve`: run the HTTP service."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 from typing import Any
+
+from aiohttp import web
+
+from gateway.logconfig import configure_logging
+from gateway.runtime import open_services
+from gateway.settings import Settings, settings_help
+from gateway.web import make_app
 
 
 def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser("serve", help="(not yet)")
-    parser.set_defaults(func=lambda args: 0)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="run the HTTP service",
+        description="Run the gateway's HTTP API. With no configuration it uses SQLite under "
+        "GATEWAY_HOME and creates its keys in GATEWAY_KEYS_DIR on first start.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    parser.set_defaults(func=run)
+
+
+async def _build(settings: Settings) -> web.Application:
+    services = await open_services(settings)
+    app = make_app(services)
+
+    async def close_store(_: web.Application) -> None:
+        await services.store.close()
+
+    app.on_cleanup.append(close_store)
+    return app
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    loop = asyncio.new_event_loop()
+    app = loop.run_until_complete(_build(settings))  # fails here, before binding, on bad config
+    web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None)
+    return 0

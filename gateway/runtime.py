@@ -1,0 +1,51 @@
+"""Bootstrap: from Settings to running Services (contracts, keyring, store), and back down.
+
+Entry points (`gateway serve`, `gateway clients`, ...) call these; nothing deeper reads the
+environment or the clock directly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+
+from gateway.contracts import load_contracts
+from gateway.keyring import init_keyring
+from gateway.settings import Settings
+from gateway.storage import Store
+from gateway.storage.factory import open_store
+from gateway.web.services import Services
+
+log = structlog.get_logger("gateway")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def open_storage(settings: Settings) -> Store:
+    """Open the configured store (migrations applied). Raises ConfigError, StorageError."""
+    return await open_store(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
+
+
+async def open_services(settings: Settings) -> Services:
+    """Load contracts and keys, then open the store.
+
+    Raises ContractError on a bad contract (the service must not start), ConfigError on a bad
+    keyring, StorageError when the database cannot be opened.
+    """
+    now = utc_now()
+    contracts = load_contracts(settings.partners_dir, now.date())
+    keyring, created = init_keyring(settings.keys_dir, now)
+    for key in created:
+        log.info("key_created", purpose=key.purpose, kid=key.kid, keys_dir=str(settings.keys_dir))
+    store = await open_storage(settings)
+    log.info(
+        "services_ready",
+        partners=sorted(contracts),
+        backend="postgresql" if settings.database_url else "sqlite",
+    )
+    return Services(
+        settings=settings, store=store, contracts=contracts, keyring=keyring, clock=utc_now
+    )

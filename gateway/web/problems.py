@@ -1,0 +1,136 @@
+"""Errors to RFC 9457 problem details, in one middleware; and strict JSON body reading.
+
+Every error a caller sees is `application/problem+json` with a stable `type`. Nothing about an
+unexpected failure leaks: the traceback goes to the server log, the caller gets a request id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import (
+    PROBLEM_MEDIA_TYPE,
+    BadRequest,
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    ProblemError,
+    UnsupportedMediaType,
+    ValidationFailed,
+    internal_problem,
+    problem_type,
+)
+
+log = structlog.get_logger("gateway.web")
+M = TypeVar("M", bound=BaseModel)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=int(body["status"]),
+        text=json.dumps(body, ensure_ascii=False),
+        content_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _from_http_exception(exc: web.HTTPException, instance: str) -> dict[str, Any]:
+    """aiohttp's own errors (no route, wrong method, body too large) as problem bodies."""
+    mapped: dict[int, ProblemError] = {
+        404: NotFound(f"there is no endpoint at {instance}"),
+        405: _MethodNotAllowed(f"this endpoint does not accept {exc.reason or 'that method'}"),
+        413: PayloadTooLarge("the request body is larger than this endpoint accepts"),
+    }
+    problem = mapped.get(exc.status)
+    if problem is not None:
+        return problem.body(instance)
+    return {
+        "type": problem_type("http-" + str(exc.status)),
+        "title": exc.reason,
+        "status": exc.status,
+        "detail": exc.text or exc.reason,
+        "instance": instance,
+    }
+
+
+class _MethodNotAllowed(ProblemError):
+    status = 405
+    slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    instance = request.path
+    try:
+        return await handler(request)
+    except ProblemError as exc:
+        return problem_response(exc.body(instance), exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return problem_response(_from_http_exception(exc, instance), headers)
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=instance)
+        return problem_response(internal_problem(instance))
+
+
+def pointer(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a JSON pointer (RFC 6901)."""
+    parts = (str(p).replace("~", "~0").replace("/", "~1") for p in loc)
+    return "/" + "/".join(parts) if loc else ""
+
+
+def validation_problem(exc: ValidationError, prefix: tuple[int | str, ...] = ()) -> ProblemError:
+    """A pydantic ValidationError as a 422 naming every field (or 400 for broken JSON)."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        return BadRequest("the body is not valid JSON: " + errors[0]["msg"])
+    fields = [FieldError(pointer(prefix + tuple(e["loc"])), e["msg"]) for e in errors]
+    named = ", ".join(f.pointer or "/" for f in fields[:5])
+    return ValidationFailed(f"{len(fields)} invalid field(s): {named}", errors=fields)
+
+
+def require_media(request: web.Request, accepted: tuple[str, ...]) -> str:
+    """The request's media type if accepted. Raises UnsupportedMediaType."""
+    media = request.content_type
+    if media not in accepted:
+        raise UnsupportedMediaType(
+            f"send the body as {' or '.join(accepted)}, not {media or 'no Content-Type'}"
+        )
+    return media
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """Read and validate a JSON body. Raises BadRequest, ValidationFailed, PayloadTooLarge,
+    UnsupportedMediaType."""
+    require_media(request, ("application/json",))
+    raw = await request.read()  # bounded by the app's client_max_size (413 past it)
+    if not raw.strip():
+        raise BadRequest("the request body is empty; a JSON object is required")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_problem(exc) from exc
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(payload, ensure_ascii=False, default=str),
+        content_type="application/json",
+    )
+
+
+def model_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, text=model.model_dump_json(), content_type="application/json"
+    )

@@ -1,0 +1,224 @@
+"""Consent registry endpoints (role admin; compliance reads): APPI Art. 27(1) and Art. 35."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from gateway.consent import (
+    DiscontinuanceBody,
+    GrantBody,
+    ImportResult,
+    discontinuance,
+    grant_event,
+    import_consents,
+    withdraw_event,
+)
+from gateway.errors import FieldError, NotFound, ValidationFailed
+from gateway.models import ConsentEvent, Discontinuance, Role
+from gateway.web.endpoints import Caller, Endpoint, QueryParam
+from gateway.web.problems import model_response, read_model, require_media
+from gateway.web.services import SERVICES
+
+_SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+IMPORT_MEDIA = ("application/x-ndjson", "application/jsonl", "text/csv")
+
+
+class SubjectConsents(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subject_id: str
+    current: dict[str, ConsentEvent]
+    history: list[ConsentEvent]
+    discontinuances: list[Discontinuance]
+
+
+def subject_id_of(request: web.Request) -> str:
+    """The `{subject_id}` path value. Raises ValidationFailed if it is not a member id."""
+    subject_id = request.match_info["subject_id"]
+    if not _SUBJECT_RE.match(subject_id):
+        raise ValidationFailed(
+            "subject_id must be 1-128 characters: letters, digits and . _ : @ -",
+            errors=[FieldError("/subject_id", "not a valid subject id")],
+        )
+    return subject_id
+
+
+def purpose_of(request: web.Request) -> str:
+    """The `{purpose}` path value. Raises NotFound when no contract declares it."""
+    purpose = request.match_info["purpose"]
+    known = request.app[SERVICES].known_purposes
+    if purpose not in known:
+        raise NotFound(
+            f"unknown purpose {purpose!r}; the contracts declare: {', '.join(sorted(known))}"
+        )
+    return purpose
+
+
+async def put_consent(request: web.Request, caller: Caller) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    subject_id, purpose = subject_id_of(request), purpose_of(request)
+    body = await read_model(request, GrantBody)
+    event = grant_event(subject_id, purpose, body, now=services.clock(), recorded_by=caller.actor)
+    await services.store.append_consent_events([event])
+    return model_response(event, status=201)
+
+
+async def delete_consent(request: web.Request, caller: Caller) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    subject_id, purpose = subject_id_of(request), purpose_of(request)
+    event = withdraw_event(
+        subject_id, purpose, withdrawn_at=None, now=services.clock(), recorded_by=caller.actor
+    )
+    await services.store.append_consent_events([event])
+    return model_response(event)
+
+
+async def get_consents(request: web.Request, caller: Caller) -> web.StreamResponse:
+    store = request.app[SERVICES].store
+    subject_id = subject_id_of(request)
+    states = await store.subject_states([subject_id])
+    state = states[subject_id]
+    history = await store.consent_history(subject_id)
+    return model_response(
+        SubjectConsents(
+            subject_id=subject_id,
+            current=dict(state.consents),
+            history=history,
+            discontinuances=list(state.discontinuances),
+        )
+    )
+
+
+async def post_discontinuance(request: web.Request, caller: Caller) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    subject_id = subject_id_of(request)
+    body = await read_model(request, DiscontinuanceBody)
+    if body.partners != "all":
+        unknown = [
+            FieldError(f"/partners/{i}", f"unknown partner {p!r}")
+            for i, p in enumerate(body.partners)
+            if p not in services.contracts
+        ]
+        if unknown:
+            raise ValidationFailed("the request names unknown partners", errors=unknown)
+    item = discontinuance(subject_id, body, now=services.clock(), recorded_by=caller.actor)
+    saved = await services.store.append_discontinuance(item)
+    return model_response(saved, status=201)
+
+
+def import_format(request: web.Request) -> Literal["jsonl", "csv"]:
+    """`?format=` if given, else from the Content-Type. Raises ValidationFailed or
+    UnsupportedMediaType."""
+    explicit = request.query.get("format")
+    if explicit is None:
+        return "csv" if require_media(request, IMPORT_MEDIA) == "text/csv" else "jsonl"
+    if explicit == "csv":
+        return "csv"
+    if explicit == "jsonl":
+        return "jsonl"
+    raise ValidationFailed(
+        "format must be jsonl or csv", errors=[FieldError.query("format", "jsonl or csv")]
+    )
+
+
+async def post_import(request: web.Request, caller: Caller) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    fmt = import_format(request)
+    result = await import_consents(
+        request.content.iter_chunked(1 << 16),
+        fmt=fmt,
+        store=services.store,
+        known_purposes=services.known_purposes,
+        recorded_by=f"import:{caller.actor}",
+        now=services.clock(),
+    )
+    return model_response(result)
+
+
+_SUBJECT_PATH = "/v1/subjects/{subject_id}"
+_CONSENT_PATH = _SUBJECT_PATH + "/consents/{purpose}"
+_EXAMPLE = {"subject_id": "member-000123", "purpose": "ad_customer_match"}
+_GRANT_EXAMPLE = {
+    "notice_version": "privacy-notice-2026-04",
+    "obtained_at": "2026-04-01T09:30:00+09:00",
+    "channel": "web",
+    "foreign_disclosure_version": "foreign-us-2025-04",
+}
+ADMIN = frozenset({Role.ADMIN})
+
+ENDPOINTS = [
+    Endpoint(
+        method="PUT",
+        path=_CONSENT_PATH,
+        handler=put_consent,
+        tag="consents",
+        summary="Grant consent for one purpose, with its evidence (APPI Art. 27(1))",
+        description="Appends a grant to the subject's consent history; nothing is overwritten. "
+        "`foreign_disclosure_version` records the Art. 28(2) disclosure the person was shown.",
+        roles=ADMIN,
+        request_model=GrantBody,
+        response_model=ConsentEvent,
+        response_status=201,
+        example_path=_EXAMPLE,
+        example_body=_GRANT_EXAMPLE,
+    ),
+    Endpoint(
+        method="DELETE",
+        path=_CONSENT_PATH,
+        handler=delete_consent,
+        tag="consents",
+        summary="Withdraw consent for one purpose",
+        description="Appends a withdrawal, effective for every later decision.",
+        roles=ADMIN,
+        response_model=ConsentEvent,
+        example_path=_EXAMPLE,
+    ),
+    Endpoint(
+        method="GET",
+        path=_SUBJECT_PATH + "/consents",
+        handler=get_consents,
+        tag="consents",
+        summary="A subject's current consents, full history and discontinuance requests",
+        roles=frozenset({Role.ADMIN, Role.COMPLIANCE}),
+        response_model=SubjectConsents,
+        example_path=_EXAMPLE,
+    ),
+    Endpoint(
+        method="POST",
+        path=_SUBJECT_PATH + "/discontinuance",
+        handler=post_discontinuance,
+        tag="consents",
+        summary="Record a request to stop third-party provision (APPI Art. 35)",
+        description="Effective for every later decision, for all partners or the named ones.",
+        roles=ADMIN,
+        request_model=DiscontinuanceBody,
+        response_model=Discontinuance,
+        response_status=201,
+        example_path=_EXAMPLE,
+        example_body={"partners": "all", "reason": "request received at the service desk"},
+    ),
+    Endpoint(
+        method="POST",
+        path="/v1/consents/import",
+        handler=post_import,
+        tag="consents",
+        summary="Stream grants and withdrawals as JSONL or CSV",
+        description="One grant or withdrawal per line (CSV: a header row). Answers counts and "
+        "the rejected lines with reasons (the first 1,000; `rejected` counts them all). The "
+        "body is streamed: it has no size limit and memory does not grow with it.",
+        roles=ADMIN,
+        request_media=IMPORT_MEDIA,
+        response_model=ImportResult,
+        query=(QueryParam("format", "jsonl or csv; default from Content-Type"),),
+        example_media="application/x-ndjson",
+        example_body=(
+            '{"subject_id": "member-000123", "purpose": "ad_customer_match", "action": "grant", '
+            '"obtained_at": "2026-04-01T09:30:00+09:00", '
+            '"notice_version": "privacy-notice-2026-04", "channel": "web"}\n'
+        ),
+    ),
+]
