@@ -9,14 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from gateway.models import ClientRecord, ConsentEvent, Discontinuance, SubjectState
+
+# One consent event as a bare tuple, for bulk imports where building a model per line would
+# dominate the cost: (subject_id, purpose, action "grant"|"withdraw", effective_at (aware),
+# notice_version, channel, foreign_disclosure_version). The caller has validated it.
+ConsentRow: TypeAlias = tuple[str, str, str, datetime, str | None, str | None, str | None]
 
 
 class ConsentStore(Protocol):
     async def append_consent_events(self, events: Sequence[ConsentEvent]) -> None:
         """Append events in one transaction. Raises StorageError."""
+
+    async def append_consent_rows(
+        self, rows: Sequence[ConsentRow], *, recorded_at: datetime, recorded_by: str
+    ) -> None:
+        """Append validated rows in one transaction, batched (bulk import).
+
+        Raises StorageError; ValueError for a naive datetime.
+        """
 
     async def consent_history(self, subject_id: str) -> list[ConsentEvent]:
         """Every event of the subject, oldest recorded first (by seq)."""

@@ -1,0 +1,29 @@
+"""Choose the backend from the settings: PostgreSQL when a URL is given, else embedded SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.storage import Store
+from gateway.storage.postgres import PostgresStore
+from gateway.storage.sqlite import SqliteStore
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+async def open_store(*, database_url: str, sqlite_path: Path) -> Store:
+    """`postgresql://` or `postgres://` → PostgresStore; empty → SqliteStore at `sqlite_path`.
+
+    Raises ConfigError for any other URL (the message does not echo it: it may hold a
+    password), StorageError when the database cannot be opened or migrated.
+    """
+    if not database_url:
+        return await SqliteStore.open(sqlite_path)
+    if database_url.startswith(_POSTGRES_SCHEMES):
+        return await PostgresStore.open(database_url)
+    scheme = database_url.partition(":")[0] if ":" in database_url else "(none)"
+    raise ConfigError(
+        f"GATEWAY_DATABASE_URL: unsupported scheme {scheme!r}; use postgresql://... or leave "
+        "it empty for SQLite"
+    )

@@ -1,0 +1,213 @@
+"""Versioned schema migrations, one list per backend, recorded in `schema_migrations`.
+
+A migration is applied once, inside one transaction with its record, so a crash leaves the
+database either before or after it. Versions only ever grow; a released migration is never
+edited (add a new one instead).
+
+Tables (both backends; SQLite keeps timestamps as integer microseconds since the Unix epoch,
+UTC, PostgreSQL as timestamptz; partners lists are JSON arrays, NULL meaning every partner):
+
+    consent_events    seq, subject_id, purpose, action, effective_at, notice_version, channel,
+                      foreign_disclosure_version, recorded_at, recorded_by      append-only
+    discontinuances   seq, subject_id, partners, reason, requested_at, recorded_by  append-only
+    clients           client_id, name, role, partners, key_sha256, created_at, revoked_at
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+# Rule 2 (consent carries evidence): a grant without notice version and channel cannot exist.
+_ACTION_CHECKS = """
+    CHECK (action IN ('grant', 'withdraw')),
+    CHECK (action = 'withdraw' OR (notice_version IS NOT NULL AND channel IS NOT NULL))"""
+
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "consent events, discontinuances, clients",
+        (
+            f"""CREATE TABLE consent_events (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                subject_id TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                action TEXT NOT NULL,
+                effective_at INTEGER NOT NULL,
+                notice_version TEXT,
+                channel TEXT,
+                foreign_disclosure_version TEXT,
+                recorded_at INTEGER NOT NULL,
+                recorded_by TEXT NOT NULL,{_ACTION_CHECKS})""",
+            """CREATE INDEX consent_events_current
+                ON consent_events (subject_id, purpose, effective_at, seq)""",
+            """CREATE TABLE discontinuances (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                subject_id TEXT NOT NULL,
+                partners TEXT,
+                reason TEXT NOT NULL,
+                requested_at INTEGER NOT NULL,
+                recorded_by TEXT NOT NULL)""",
+            "CREATE INDEX discontinuances_subject ON discontinuances (subject_id, seq)",
+            """CREATE TABLE clients (
+                client_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                role TEXT NOT NULL,
+                partners TEXT NOT NULL,
+                key_sha256 TEXT NOT NULL UNIQUE,
+                created_at INTEGER NOT NULL,
+                revoked_at INTEGER)""",
+            *(
+                f"""CREATE TRIGGER {table}_no_{verb} BEFORE {verb.upper()} ON {table}
+                    BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+                for table in ("consent_events", "discontinuances")
+                for verb in ("update", "delete")
+            ),
+        ),
+    ),
+)
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "consent events, discontinuances, clients",
+        (
+            f"""CREATE TABLE consent_events (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                subject_id text NOT NULL,
+                purpose text NOT NULL,
+                action text NOT NULL,
+                effective_at timestamptz NOT NULL,
+                notice_version text,
+                channel text,
+                foreign_disclosure_version text,
+                recorded_at timestamptz NOT NULL,
+                recorded_by text NOT NULL,{_ACTION_CHECKS})""",
+            """CREATE INDEX consent_events_current
+                ON consent_events (subject_id, purpose, effective_at, seq)""",
+            """CREATE TABLE discontinuances (
+                seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                subject_id text NOT NULL,
+                partners jsonb,
+                reason text NOT NULL,
+                requested_at timestamptz NOT NULL,
+                recorded_by text NOT NULL)""",
+            "CREATE INDEX discontinuances_subject ON discontinuances (subject_id, seq)",
+            """CREATE TABLE clients (
+                client_id text PRIMARY KEY,
+                name text NOT NULL,
+                role text NOT NULL,
+                partners jsonb NOT NULL,
+                key_sha256 text NOT NULL UNIQUE,
+                created_at timestamptz NOT NULL,
+                revoked_at timestamptz)""",
+            """CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$""",
+            # Row triggers for UPDATE (also ON CONFLICT DO UPDATE) and DELETE; TRUNCATE skips
+            # row triggers, so it gets its own statement trigger.
+            *(
+                f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+                    FOR EACH ROW EXECUTE FUNCTION refuse_change()"""
+                for table in ("consent_events", "discontinuances")
+            ),
+            *(
+                f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change()"""
+                for table in ("consent_events", "discontinuances")
+            ),
+        ),
+    ),
+)
+
+
+class SchemaTooNew(Exception):
+    """The database holds a migration this code does not know (a newer gateway ran on it)."""
+
+
+def _pending(migrations: Sequence[Migration], applied: set[int]) -> list[Migration]:
+    """Raises SchemaTooNew when `applied` holds a version beyond `migrations`."""
+    known = {m.version for m in migrations}
+    if unknown := applied - known:
+        raise SchemaTooNew(
+            f"the database has schema version {max(unknown)}, newer than this gateway "
+            f"knows ({max(known)}); upgrade the gateway"
+        )
+    return [m for m in migrations if m.version not in applied]
+
+
+def apply_sqlite(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> list[int]:
+    """Apply pending migrations on an autocommit connection; returns the versions applied.
+
+    BEGIN IMMEDIATE takes SQLite's write lock before reading `schema_migrations`, so a second
+    process opening the same file waits (busy timeout) and then finds the work done.
+    Raises sqlite3.Error (the store translates it) or SchemaTooNew.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)"""
+        )
+        applied_at = time.time_ns() // 1000
+        applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        todo = _pending(migrations, applied)
+        for migration in todo:
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, applied_at),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return [m.version for m in todo]
+
+
+async def apply_postgres(
+    conn: asyncpg.Connection, migrations: Sequence[Migration], *, schema: str
+) -> list[int]:
+    """Create `schema` if absent and apply pending migrations in it; returns versions applied.
+
+    A transaction-scoped advisory lock keyed on the schema name serialises concurrent openers
+    (two instances starting at once); the second one finds the work done.
+    Raises asyncpg errors (the store translates them) or SchemaTooNew.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"gateway-migrate:{schema}"
+        )
+        # Only when absent: CREATE SCHEMA checks the CREATE privilege even with IF NOT EXISTS,
+        # and a production role may own its schema without being allowed to create others.
+        if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
+        await conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY, name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        rows = await conn.fetch("SELECT version FROM schema_migrations")
+        todo = _pending(migrations, {row["version"] for row in rows})
+        for migration in todo:
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    return [m.version for m in todo]

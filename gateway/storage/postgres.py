@@ -1,0 +1,316 @@
+"""The multi-instance store: PostgreSQL through an asyncpg pool.
+
+Several gateway processes may share one database: migrations take an advisory lock, bulk
+consent imports go through COPY, and batch reads take arrays (`= ANY($1)`), so a bulk
+provision of thousands of subjects is two statements.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gateway.errors import ConfigError, StorageError
+from gateway.models import (
+    ClientRecord,
+    ConsentAction,
+    ConsentEvent,
+    Discontinuance,
+    Role,
+    SubjectState,
+)
+from gateway.storage import ConsentRow
+from gateway.storage.migrations import POSTGRES_MIGRATIONS, SchemaTooNew, apply_postgres
+
+# Unquoted-identifier shape: the name is interpolated into DDL, so nothing else is accepted.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+_EVENT_FIELDS = [
+    "subject_id",
+    "purpose",
+    "action",
+    "effective_at",
+    "notice_version",
+    "channel",
+    "foreign_disclosure_version",
+    "recorded_at",
+    "recorded_by",
+]
+# SQL is spelled out in full (no string building), so no statement can carry data.
+_HISTORY = """SELECT seq, subject_id, purpose, action, effective_at, notice_version, channel,
+    foreign_disclosure_version, recorded_at, recorded_by
+    FROM consent_events WHERE subject_id = $1 ORDER BY seq"""
+# Current state per (subject, purpose): latest effective_at, ties to the later seq; the index
+# (subject_id, purpose, effective_at, seq) serves both the filter and the order.
+_CURRENT_EVENTS = """SELECT DISTINCT ON (subject_id, purpose) seq, subject_id, purpose, action,
+    effective_at, notice_version, channel, foreign_disclosure_version, recorded_at, recorded_by
+    FROM consent_events WHERE subject_id = ANY($1::text[])
+    ORDER BY subject_id, purpose, effective_at DESC, seq DESC"""
+_INSERT_DISCONTINUANCE = """INSERT INTO discontinuances
+    (subject_id, partners, reason, requested_at, recorded_by)
+    VALUES ($1, $2::jsonb, $3, $4, $5) RETURNING seq"""
+_DISCONTINUANCES = """SELECT seq, subject_id, partners, reason, requested_at, recorded_by
+    FROM discontinuances WHERE subject_id = ANY($1::text[]) ORDER BY seq"""
+_INSERT_CLIENT = """INSERT INTO clients
+    (client_id, name, role, partners, key_sha256, created_at, revoked_at)
+    VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)"""
+_CLIENT = """SELECT client_id, name, role, partners, key_sha256, created_at, revoked_at
+    FROM clients WHERE client_id = $1"""
+_CLIENTS = """SELECT client_id, name, role, partners, key_sha256, created_at, revoked_at
+    FROM clients ORDER BY created_at, client_id"""
+_REVOKE = "UPDATE clients SET revoked_at = $2 WHERE client_id = $1 AND revoked_at IS NULL"
+
+# Driver failures: server errors, client/protocol errors, and the network (OSError covers
+# refused connections and TimeoutError).
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    SchemaTooNew,
+)
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    """The one place asyncpg errors become StorageError."""
+    try:
+        yield
+    except _DRIVER_ERRORS as exc:
+        # str(exc) is the server's message only; `detail` (which can quote key values, i.e.
+        # personal data) is deliberately left out.
+        raise StorageError(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+
+def _aware(at: datetime) -> datetime:
+    """Raises ValueError for a naive datetime (asyncpg would silently take it as UTC)."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("naive datetime: the store keeps timezone-aware instants")
+    return at
+
+
+def _event(row: asyncpg.Record) -> ConsentEvent:
+    return ConsentEvent(
+        seq=row["seq"],
+        subject_id=row["subject_id"],
+        purpose=row["purpose"],
+        action=ConsentAction(row["action"]),
+        effective_at=row["effective_at"],
+        notice_version=row["notice_version"],
+        channel=row["channel"],
+        foreign_disclosure_version=row["foreign_disclosure_version"],
+        recorded_at=row["recorded_at"],
+        recorded_by=row["recorded_by"],
+    )
+
+
+def _discontinuance(row: asyncpg.Record) -> Discontinuance:
+    partners = row["partners"]
+    return Discontinuance(
+        seq=row["seq"],
+        subject_id=row["subject_id"],
+        partners=None if partners is None else tuple(json.loads(partners)),
+        reason=row["reason"],
+        requested_at=row["requested_at"],
+        recorded_by=row["recorded_by"],
+    )
+
+
+def _client(row: asyncpg.Record) -> ClientRecord:
+    return ClientRecord(
+        client_id=row["client_id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        partners=tuple(json.loads(row["partners"])),
+        key_sha256=row["key_sha256"],
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+def _event_record(e: ConsentEvent) -> tuple[Any, ...]:
+    return (
+        e.subject_id,
+        e.purpose,
+        e.action.value,
+        _aware(e.effective_at),
+        e.notice_version,
+        e.channel,
+        e.foreign_disclosure_version,
+        _aware(e.recorded_at),
+        e.recorded_by,
+    )
+
+
+class PostgresStore:
+    """The `Store` over a PostgreSQL database. Build with `await PostgresStore.open(url)`."""
+
+    def __init__(self, *, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 10
+    ) -> PostgresStore:
+        """Connect, create `schema` if given and absent, migrate, then pool connections whose
+        search_path is that schema. Raises ConfigError for a bad schema name, StorageError."""
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ConfigError(f"schema name {schema!r}: use lowercase letters, digits, _")
+        async with _translated():
+            conn = await asyncpg.connect(url)
+            try:
+                if schema is None:
+                    schema = await conn.fetchval("SELECT current_schema()")
+                    if schema is None:
+                        raise StorageError("PostgreSQL: no current schema (check search_path)")
+                await apply_postgres(conn, POSTGRES_MIGRATIONS, schema=schema)
+            finally:
+                await conn.close()
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                server_settings={"search_path": f'"{schema}"'},
+            )
+        return cls(pool=pool)
+
+    async def close(self) -> None:
+        async with _translated():
+            await self._pool.close()
+
+    async def execute_sql(self, sql: str, *params: object) -> list[asyncpg.Record]:
+        """Run one raw statement (tests, maintenance). Raises StorageError."""
+        async with _translated():
+            return await self._pool.fetch(sql, *params)
+
+    # consents
+
+    async def append_consent_events(self, events: Sequence[ConsentEvent]) -> None:
+        """Append in one transaction. Raises StorageError; ValueError for a naive datetime."""
+        if events:
+            await self._copy_events([_event_record(e) for e in events])
+
+    async def append_consent_rows(
+        self, rows: Sequence[ConsentRow], *, recorded_at: datetime, recorded_by: str
+    ) -> None:
+        """Append with one COPY (one transaction). Raises StorageError; ValueError for a naive
+        datetime."""
+        if not rows:
+            return
+        _aware(recorded_at)
+        records = []
+        for subject, purpose, action, at, notice, channel, disclosure in rows:
+            if at.tzinfo is None:
+                _aware(at)
+            records.append(
+                (
+                    subject,
+                    purpose,
+                    action,
+                    at,
+                    notice,
+                    channel,
+                    disclosure,
+                    recorded_at,
+                    recorded_by,
+                )
+            )
+        await self._copy_events(records)
+
+    async def _copy_events(self, records: list[tuple[Any, ...]]) -> None:
+        async with _translated(), self._pool.acquire() as conn:
+            await conn.copy_records_to_table(
+                "consent_events", records=records, columns=_EVENT_FIELDS
+            )
+
+    async def consent_history(self, subject_id: str) -> list[ConsentEvent]:
+        """Every event of the subject by seq. Raises StorageError."""
+        async with _translated():
+            rows = await self._pool.fetch(_HISTORY, subject_id)
+        return [_event(row) for row in rows]
+
+    async def subject_states(self, subject_ids: Sequence[str]) -> dict[str, SubjectState]:
+        """Current consents and discontinuances for each id, in two statements on one
+        snapshot. Raises StorageError."""
+        ids = list(dict.fromkeys(subject_ids))
+        if not ids:
+            return {}
+        async with (
+            _translated(),
+            self._pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            events = await conn.fetch(_CURRENT_EVENTS, ids)
+            stops = await conn.fetch(_DISCONTINUANCES, ids)
+        consents: dict[str, dict[str, ConsentEvent]] = {subject: {} for subject in ids}
+        for row in events:
+            consents[row["subject_id"]][row["purpose"]] = _event(row)
+        found: dict[str, list[Discontinuance]] = {subject: [] for subject in ids}
+        for row in stops:
+            found[row["subject_id"]].append(_discontinuance(row))
+        return {
+            subject: SubjectState(
+                subject_id=subject,
+                consents=consents[subject],
+                discontinuances=tuple(found[subject]),
+            )
+            for subject in ids
+        }
+
+    async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
+        """Raises StorageError; ValueError for a naive datetime."""
+        partners = None if item.partners is None else json.dumps(list(item.partners))
+        async with _translated():
+            seq = await self._pool.fetchval(
+                _INSERT_DISCONTINUANCE,
+                item.subject_id,
+                partners,
+                item.reason,
+                _aware(item.requested_at),
+                item.recorded_by,
+            )
+        return item.model_copy(update={"seq": seq})
+
+    # clients
+
+    async def create_client(self, client: ClientRecord) -> None:
+        """Raises StorageError when the id (or the key hash) exists."""
+        async with _translated():
+            await self._pool.execute(
+                _INSERT_CLIENT,
+                client.client_id,
+                client.name,
+                client.role.value,
+                json.dumps(list(client.partners)),
+                client.key_sha256,
+                _aware(client.created_at),
+                None if client.revoked_at is None else _aware(client.revoked_at),
+            )
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        """Raises StorageError."""
+        async with _translated():
+            row = await self._pool.fetchrow(_CLIENT, client_id)
+        return None if row is None else _client(row)
+
+    async def list_clients(self) -> list[ClientRecord]:
+        """Every client, oldest first. Raises StorageError."""
+        async with _translated():
+            rows = await self._pool.fetch(_CLIENTS)
+        return [_client(row) for row in rows]
+
+    async def revoke_client(self, client_id: str, at: datetime) -> bool:
+        """False when there is no such active client. Raises StorageError."""
+        async with _translated():
+            status = await self._pool.execute(
+                _REVOKE,
+                client_id,
+                _aware(at),
+            )
+        return bool(status == "UPDATE 1")

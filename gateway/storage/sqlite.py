@@ -1,0 +1,362 @@
+"""The embedded default store: stdlib sqlite3 on one dedicated worker thread.
+
+Every call runs on a single-thread executor that owns the connection, so the event loop never
+blocks on disk and SQLite never sees two threads. WAL lets readers of other processes proceed
+during a write; `synchronous=FULL` makes a returned commit survive power loss. Timestamps are
+integer microseconds since the Unix epoch, UTC (exact, sortable, cheap to bind in bulk).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.errors import StorageError
+from gateway.models import (
+    ClientRecord,
+    ConsentAction,
+    ConsentEvent,
+    Discontinuance,
+    Role,
+    SubjectState,
+)
+from gateway.storage import ConsentRow
+from gateway.storage.migrations import SQLITE_MIGRATIONS, SchemaTooNew, apply_sqlite
+
+T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_BUSY_TIMEOUT_S = 30.0
+
+# SQL is spelled out in full (no string building), so no statement can carry data.
+_INSERT_EVENT = """INSERT INTO consent_events (subject_id, purpose, action, effective_at,
+    notice_version, channel, foreign_disclosure_version, recorded_at, recorded_by)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_HISTORY = """SELECT seq, subject_id, purpose, action, effective_at, notice_version, channel,
+    foreign_disclosure_version, recorded_at, recorded_by
+    FROM consent_events WHERE subject_id = ? ORDER BY seq"""
+# Current state per (subject, purpose): latest effective_at, ties to the later seq. The ids
+# travel as one JSON array, so a batch of any size is one statement with no variable limit.
+_CURRENT_EVENTS = """SELECT seq, subject_id, purpose, action, effective_at, notice_version,
+    channel, foreign_disclosure_version, recorded_at, recorded_by FROM (
+        SELECT *, row_number() OVER (
+            PARTITION BY subject_id, purpose ORDER BY effective_at DESC, seq DESC) AS rank
+        FROM consent_events WHERE subject_id IN (SELECT value FROM json_each(?)))
+    WHERE rank = 1"""
+_INSERT_DISCONTINUANCE = """INSERT INTO discontinuances
+    (subject_id, partners, reason, requested_at, recorded_by) VALUES (?, ?, ?, ?, ?)"""
+_DISCONTINUANCES = """SELECT seq, subject_id, partners, reason, requested_at, recorded_by
+    FROM discontinuances WHERE subject_id IN (SELECT value FROM json_each(?)) ORDER BY seq"""
+_INSERT_CLIENT = """INSERT INTO clients
+    (client_id, name, role, partners, key_sha256, created_at, revoked_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_CLIENT = """SELECT client_id, name, role, partners, key_sha256, created_at, revoked_at
+    FROM clients WHERE client_id = ?"""
+_CLIENTS = """SELECT client_id, name, role, partners, key_sha256, created_at, revoked_at
+    FROM clients ORDER BY created_at, client_id"""
+_REVOKE = "UPDATE clients SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL"
+
+
+def _micros(at: datetime) -> int:
+    """Raises ValueError for a naive datetime (it has no defined instant)."""
+    try:
+        return (at - _EPOCH) // _MICROSECOND
+    except TypeError:
+        raise ValueError("naive datetime: the store keeps timezone-aware instants") from None
+
+
+def _instant(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _optional_instant(micros: int | None) -> datetime | None:
+    return None if micros is None else _instant(micros)
+
+
+def _event(row: Sequence[Any]) -> ConsentEvent:
+    return ConsentEvent(
+        seq=row[0],
+        subject_id=row[1],
+        purpose=row[2],
+        action=ConsentAction(row[3]),
+        effective_at=_instant(row[4]),
+        notice_version=row[5],
+        channel=row[6],
+        foreign_disclosure_version=row[7],
+        recorded_at=_instant(row[8]),
+        recorded_by=row[9],
+    )
+
+
+def _discontinuance(row: Sequence[Any]) -> Discontinuance:
+    return Discontinuance(
+        seq=row[0],
+        subject_id=row[1],
+        partners=None if row[2] is None else tuple(json.loads(row[2])),
+        reason=row[3],
+        requested_at=_instant(row[4]),
+        recorded_by=row[5],
+    )
+
+
+def _client(row: Sequence[Any]) -> ClientRecord:
+    return ClientRecord(
+        client_id=row[0],
+        name=row[1],
+        role=Role(row[2]),
+        partners=tuple(json.loads(row[3])),
+        key_sha256=row[4],
+        created_at=_instant(row[5]),
+        revoked_at=_optional_instant(row[6]),
+    )
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front: no deadlock-prone upgrade from a read lock.
+    conn.execute(f"BEGIN {mode}")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating folder and file), set the pragmas, migrate. Raises sqlite3.Error,
+    OSError, SchemaTooNew."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: no implicit transactions, `_transaction` says where they are.
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        # INSERT OR REPLACE deletes the conflicting row; only with recursive triggers does that
+        # deletion fire the append-only DELETE triggers.
+        conn.execute("PRAGMA recursive_triggers = ON")
+        apply_sqlite(conn, SQLITE_MIGRATIONS)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _insert_rows(
+    conn: sqlite3.Connection, rows: Iterable[ConsentRow], recorded_at: int, recorded_by: str
+) -> None:
+    params = (
+        (s, p, a, _micros(at), nv, ch, fdv, recorded_at, recorded_by)
+        for s, p, a, at, nv, ch, fdv in rows
+    )
+    with _transaction(conn):
+        conn.executemany(_INSERT_EVENT, params)
+
+
+def _states(conn: sqlite3.Connection, ids: list[str]) -> dict[str, SubjectState]:
+    states: dict[str, dict[str, ConsentEvent]] = {subject: {} for subject in ids}
+    stops: dict[str, list[Discontinuance]] = {subject: [] for subject in ids}
+    ids_json = json.dumps(ids)
+    with _transaction(conn, "DEFERRED"):  # one snapshot for both reads
+        for row in conn.execute(_CURRENT_EVENTS, (ids_json,)):
+            event = _event(row)
+            states[event.subject_id][event.purpose] = event
+        for row in conn.execute(_DISCONTINUANCES, (ids_json,)):
+            stops[row[1]].append(_discontinuance(row))
+    return {
+        subject: SubjectState(
+            subject_id=subject, consents=states[subject], discontinuances=tuple(stops[subject])
+        )
+        for subject in ids
+    }
+
+
+class SqliteStore:
+    """The `Store` over one SQLite file. Build with `await SqliteStore.open(path)`."""
+
+    def __init__(self, *, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        """Create the folder and file if absent, apply migrations. Raises StorageError."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        try:
+            conn = await _in_worker(executor, partial(_connect, path))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(conn=conn, executor=executor)
+
+    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StorageError("the SQLite store is closed")
+        return await _in_worker(self._executor, partial(op, self._conn))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await _in_worker(self._executor, self._conn.close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def execute_sql(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
+        """Run one raw statement in its own transaction (tests, maintenance). Raises
+        StorageError."""
+
+        def op(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            with _transaction(conn):
+                return conn.execute(sql, params).fetchall()
+
+        return await self._run(op)
+
+    # consents
+
+    async def append_consent_events(self, events: Sequence[ConsentEvent]) -> None:
+        """Append in one transaction. Raises StorageError; ValueError for a naive datetime."""
+        if not events:
+            return
+        params = [
+            (
+                e.subject_id,
+                e.purpose,
+                e.action.value,
+                _micros(e.effective_at),
+                e.notice_version,
+                e.channel,
+                e.foreign_disclosure_version,
+                _micros(e.recorded_at),
+                e.recorded_by,
+            )
+            for e in events
+        ]
+
+        def op(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.executemany(_INSERT_EVENT, params)
+
+        await self._run(op)
+
+    async def append_consent_rows(
+        self, rows: Sequence[ConsentRow], *, recorded_at: datetime, recorded_by: str
+    ) -> None:
+        """Append in one executemany transaction. Raises StorageError; ValueError for a naive
+        datetime."""
+        if rows:
+            await self._run(
+                partial(
+                    _insert_rows,
+                    rows=rows,
+                    recorded_at=_micros(recorded_at),
+                    recorded_by=recorded_by,
+                )
+            )
+
+    async def consent_history(self, subject_id: str) -> list[ConsentEvent]:
+        """Every event of the subject by seq. Raises StorageError."""
+
+        def op(conn: sqlite3.Connection) -> list[ConsentEvent]:
+            return [_event(row) for row in conn.execute(_HISTORY, (subject_id,))]
+
+        return await self._run(op)
+
+    async def subject_states(self, subject_ids: Sequence[str]) -> dict[str, SubjectState]:
+        """Current consents and discontinuances for each id, in two statements. Raises
+        StorageError."""
+        ids = list(dict.fromkeys(subject_ids))
+        if not ids:
+            return {}
+        return await self._run(partial(_states, ids=ids))
+
+    async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
+        """Raises StorageError; ValueError for a naive datetime."""
+        params = (
+            item.subject_id,
+            None if item.partners is None else json.dumps(list(item.partners)),
+            item.reason,
+            _micros(item.requested_at),
+            item.recorded_by,
+        )
+
+        def op(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                cursor = conn.execute(_INSERT_DISCONTINUANCE, params)
+                assert cursor.lastrowid is not None  # an INSERT into a rowid table sets it
+                return cursor.lastrowid
+
+        seq = await self._run(op)
+        return item.model_copy(update={"seq": seq})
+
+    # clients
+
+    async def create_client(self, client: ClientRecord) -> None:
+        """Raises StorageError when the id (or the key hash) exists."""
+        params = (
+            client.client_id,
+            client.name,
+            client.role.value,
+            json.dumps(list(client.partners)),
+            client.key_sha256,
+            _micros(client.created_at),
+            None if client.revoked_at is None else _micros(client.revoked_at),
+        )
+
+        def op(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(_INSERT_CLIENT, params)
+
+        await self._run(op)
+
+    async def get_client(self, client_id: str) -> ClientRecord | None:
+        """Raises StorageError."""
+
+        def op(conn: sqlite3.Connection) -> ClientRecord | None:
+            row = conn.execute(_CLIENT, (client_id,)).fetchone()
+            return None if row is None else _client(row)
+
+        return await self._run(op)
+
+    async def list_clients(self) -> list[ClientRecord]:
+        """Every client, oldest first. Raises StorageError."""
+
+        def op(conn: sqlite3.Connection) -> list[ClientRecord]:
+            return [_client(row) for row in conn.execute(_CLIENTS)]
+
+        return await self._run(op)
+
+    async def revoke_client(self, client_id: str, at: datetime) -> bool:
+        """False when there is no such active client. Raises StorageError."""
+        params = (_micros(at), client_id)
+
+        def op(conn: sqlite3.Connection) -> bool:
+            with _transaction(conn):
+                cursor = conn.execute(_REVOKE, params)
+                return cursor.rowcount == 1
+
+        return await self._run(op)
+
+
+async def _in_worker(executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:
+    """Run `fn` on the store's thread; the one place sqlite3 errors become StorageError."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn)
+    except (sqlite3.Error, SchemaTooNew) as exc:
+        raise StorageError(f"SQLite: {exc}") from exc
+    except OSError as exc:  # the folder or file cannot be created or opened
+        raise StorageError(f"SQLite: {exc.strerror or exc}") from exc
