@@ -7,11 +7,19 @@
 
 from __future__ import annotations
 
-from datetime import date
+import tomllib
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, StringConstraints, ValidationError
+from pydantic_core import ErrorDetails
 
+from gateway.errors import ContractError
 from gateway.models import (
+    ART27_1_EXCEPTIONS,
+    NOT_THIRD_PARTY,
     CrossBorderBasis,
     DataCategory,
     Frozen,
@@ -19,6 +27,53 @@ from gateway.models import (
     PartnerKind,
     Transform,
 )
+
+# Purpose and field names are keys that consent records and requests refer to: one spelling only.
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+# Art. 28(1): the countries the PPC designates as having an equivalent system are the EU/EEA
+# member states and the United Kingdom. Nowhere else.
+EEA_AND_UK: frozenset[str] = frozenset(
+    {
+        # EU 27 (ISO 3166-1: Greece is GR, not the EU's "EL")
+        *("AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU"),
+        *("IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK"),
+        # EEA beyond the EU
+        *("IS", "LI", "NO"),
+        "GB",
+    }
+)
+# Art. 41(6) / Art. 42: pseudonymously processed information leaves only under laws and
+# regulations (Art. 27(1)(i)) or the Art. 27(5) cases, never on consent.
+PSEUDONYMIZED_BASES: frozenset[LegalBasis] = frozenset(
+    {LegalBasis.LAWS_AND_REGULATIONS} | NOT_THIRD_PARTY
+)
+# Art. 31(1): personally referable information needs the recipient's confirmation that the
+# person consented, unless an Art. 27(1) exception applies.
+PERSONALLY_REFERABLE_BASES: frozenset[LegalBasis] = frozenset(
+    {LegalBasis.PRI_CONSENT_CONFIRMED} | ART27_1_EXCEPTIONS
+)
+CATEGORY_BASES: dict[DataCategory, tuple[frozenset[LegalBasis], str]] = {
+    DataCategory.PSEUDONYMIZED: (
+        PSEUDONYMIZED_BASES,
+        "Art. 41(6)/42 allow only laws_and_regulations or Art. 27(5), never consent",
+    ),
+    DataCategory.PERSONALLY_REFERABLE: (
+        PERSONALLY_REFERABLE_BASES,
+        "Art. 31 needs pri_consent_confirmed or an Art. 27(1) exception",
+    ),
+}
+HASHED_SUFFIX = "_sha256"
+
+
+def _date_only(value: object) -> object:
+    """TOML has a date type: a datetime or a number where a date belongs is a typing mistake."""
+    if isinstance(value, datetime) or not isinstance(value, date | str):
+        raise ValueError(f"a date like 2025-04-01 is required, got {type(value).__name__}")
+    return value
+
+
+TomlDate = Annotated[date, BeforeValidator(_date_only)]
 
 
 class LegalEntity(Frozen):
@@ -29,12 +84,12 @@ class LegalEntity(Frozen):
 
 class Agreement(Frozen):
     reference: str = Field(min_length=1)
-    valid_from: date
-    valid_until: date
+    valid_from: TomlDate
+    valid_until: TomlDate
 
 
 class Endpoint(Frozen):
-    url: str = Field(min_length=1)
+    url: str = Field(min_length=1, pattern=r"^https?://\S+$")
     credential_ref: str = Field(min_length=1)  # a name in the secret store, never the secret
 
 
@@ -44,15 +99,15 @@ class CrossBorder(Frozen):
     basis: CrossBorderBasis
     # foreign_consent: the disclosure version (country, its system, the recipient's measures)
     # that a person's consent must point to.
-    foreign_disclosure_version: str | None = None
+    foreign_disclosure_version: str | None = Field(default=None, min_length=1)
     # equivalent_measures: the next periodic review (PPC rules Art. 18-2); overdue means no basis.
-    equivalent_measures_review_due: date | None = None
+    equivalent_measures_review_due: TomlDate | None = None
 
 
 class JointUse(Frozen):
     """Art. 27(5)(iii): the five items, published before the first transfer."""
 
-    published_at: date
+    published_at: TomlDate
     data_items: tuple[str, ...] = Field(min_length=1)
     joint_users: str = Field(min_length=1)
     purpose: str = Field(min_length=1)
@@ -64,7 +119,7 @@ class Purpose(Frozen):
 
     legal_bases: tuple[LegalBasis, ...] = Field(min_length=1)
     data_category: DataCategory
-    fields: dict[str, Transform] = Field(min_length=1)  # field name -> transform
+    fields: dict[Name, Transform] = Field(min_length=1)  # field name -> transform
     # Art. 27(1)(ii)-(iv) standing on the contract (e.g. fraud detection): the written rationale
     # and the approver, recorded with every provision made under it.
     exception_rationale: str | None = None
@@ -74,7 +129,8 @@ class Purpose(Frozen):
 class Statistics(Frozen):
     """What may come back from an attribute-estimation recipient."""
 
-    min_cell_count: int = Field(ge=1)
+    # strict: TOML has integers; 10.0 or "10" is a typing mistake, not a count.
+    min_cell_count: int = Field(ge=1, strict=True)
 
 
 class PartnerContract(Frozen):
@@ -86,11 +142,258 @@ class PartnerContract(Frozen):
     endpoint: Endpoint
     cross_border: CrossBorder
     # The recipient matches our data against its own person by person, or pools several clients'
-    # data: entrustment is then not available (requirements rule 4).
-    recipient_matches_records: bool = True
-    purposes: dict[str, Purpose] = Field(min_length=1)
+    # data: entrustment is then not available (requirements rule 4). strict: "no" is not False.
+    recipient_matches_records: bool = Field(default=True, strict=True)
+    purposes: dict[Name, Purpose] = Field(min_length=1)
     joint_use: JointUse | None = None
     statistics: Statistics | None = None
 
     def in_force(self, today: date) -> bool:
         return self.agreement.valid_from <= today <= self.agreement.valid_until
+
+
+# --- semantic rules: pure, so the policy engine can be tested against bad-but-parsed contracts
+
+
+Problem = tuple[str, str]  # (dotted field, message)
+
+
+def contract_problems(contract: PartnerContract, today: date) -> list[Problem]:
+    """Impossible combinations in a structurally valid contract; empty when it may be used."""
+    problems = _agreement_problems(contract.agreement, today)
+    problems += _cross_border_problems(contract, today)
+    for name, purpose in contract.purposes.items():
+        problems += _basis_problems(contract, f"purposes.{name}", purpose)
+        problems += _category_problems(f"purposes.{name}", purpose)
+        problems += _field_problems(f"purposes.{name}", purpose)
+    if contract.kind is PartnerKind.ATTRIBUTE_EXPORT and contract.statistics is None:
+        # Requirements: attribute estimation returns a statistical summary only; cells under
+        # the minimum count would single a person out, so the contract must state the minimum.
+        problems.append(("statistics.min_cell_count", "required for kind attribute_export"))
+    return problems
+
+
+def _agreement_problems(agreement: Agreement, today: date) -> list[Problem]:
+    problems: list[Problem] = []
+    if agreement.valid_from > agreement.valid_until:
+        problems.append(
+            ("agreement.valid_from", f"after valid_until ({agreement.valid_until.isoformat()})")
+        )
+    if agreement.valid_until < today:
+        # No written agreement, no provision: attribute exports and Art. 28(1) equivalent
+        # measures both rest on the contract being in force.
+        problems.append(("agreement.valid_until", f"expired ({agreement.valid_until} < {today})"))
+    return problems
+
+
+def _cross_border_problems(contract: PartnerContract, today: date) -> list[Problem]:
+    cb, field = contract.cross_border, "cross_border.basis"
+    domestic = cb.basis is CrossBorderBasis.DOMESTIC
+    if contract.country == "JP" and not domestic:
+        return [(field, f"country JP requires domestic, not {cb.basis}")]
+    if contract.country != "JP" and domestic:
+        # Art. 28 applies to any recipient in a foreign country: a basis must be named.
+        return [(field, f"country {contract.country} is foreign: domestic is not a basis")]
+    if cb.basis is CrossBorderBasis.DESIGNATED_COUNTRY and contract.country not in EEA_AND_UK:
+        # Art. 28(1): only the EU/EEA and the UK are designated by the PPC.
+        return [(field, f"{contract.country} is not a designated country (EU/EEA, GB)")]
+    if cb.basis is CrossBorderBasis.FOREIGN_CONSENT and cb.foreign_disclosure_version is None:
+        # Art. 28(2): the consent is valid only after the disclosure it points to.
+        return [("cross_border.foreign_disclosure_version", "required for foreign_consent")]
+    if cb.basis is not CrossBorderBasis.EQUIVALENT_MEASURES:
+        return []
+    due, due_field = (
+        cb.equivalent_measures_review_due,
+        "cross_border.equivalent_measures_review_due",
+    )
+    if due is None:
+        return [(due_field, "required for equivalent_measures")]
+    if due < today:
+        # Art. 28(3), PPC Rules Art. 18(1): the periodic check lapsed, and the basis with it.
+        return [(due_field, f"review overdue ({due} < {today})")]
+    return []
+
+
+def _basis_problems(contract: PartnerContract, prefix: str, purpose: Purpose) -> list[Problem]:
+    field, bases = f"{prefix}.legal_bases", set(purpose.legal_bases)
+    problems: list[Problem] = []
+    if LegalBasis.OPT_OUT in bases:
+        # Art. 27(2) opt-out provision exists in law; the gateway does not offer it (rule 5).
+        problems.append((field, "opt_out (Art. 27(2)) is not offered by this gateway"))
+    foreign_consent = contract.cross_border.basis is CrossBorderBasis.FOREIGN_CONSENT
+    if foreign_consent and bases & NOT_THIRD_PARTY:
+        # Art. 28(1) second sentence: where foreign consent is the basis, Art. 27 does not
+        # apply, so the recipient cannot be "not a third party" under Art. 27(5).
+        names = ", ".join(sorted(bases & NOT_THIRD_PARTY))
+        problems.append((field, f"{names} not available to a foreign_consent recipient (Art. 28)"))
+    if LegalBasis.ENTRUSTMENT in bases and contract.recipient_matches_records:
+        # Art. 27(5)(i) covers outsourcing only: a recipient that matches our data against its
+        # own, or pools several clients' data, uses it for itself (requirements rule 4).
+        problems.append((field, "entrustment with a recipient that matches records"))
+    if LegalBasis.JOINT_USE in bases and contract.joint_use is None:
+        # Art. 27(5)(iii): the five items must be published before the first transfer.
+        problems.append(("joint_use", f"{prefix} allows joint_use: [joint_use] section required"))
+    return problems
+
+
+def _category_problems(prefix: str, purpose: Purpose) -> list[Problem]:
+    """Bases the data category itself rules out, whatever the recipient."""
+    allowed_and_why = CATEGORY_BASES.get(purpose.data_category)
+    if allowed_and_why is None:
+        return []
+    allowed, why = allowed_and_why
+    barred = set(purpose.legal_bases) - allowed
+    if not barred:
+        return []
+    names = ", ".join(sorted(barred))
+    return [(f"{prefix}.legal_bases", f"{purpose.data_category} cannot leave under {names}: {why}")]
+
+
+def _field_problems(prefix: str, purpose: Purpose) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, transform in purpose.fields.items():
+        hashed_name = name.endswith(HASHED_SUFFIX)
+        prehashed = transform is Transform.PREHASHED
+        # A caller-hashed value must be named as one and passed through, never hashed again
+        # (a hash of a hash never matches); a plain field never takes a hash.
+        if hashed_name and not prehashed:
+            problems.append(
+                (
+                    f"{prefix}.fields.{name}",
+                    f"a *{HASHED_SUFFIX} field must be prehashed, not {transform}",
+                )
+            )
+        elif prehashed and not hashed_name:
+            problems.append(
+                (f"{prefix}.fields.{name}", f"prehashed is only for *{HASHED_SUFFIX} fields")
+            )
+    return problems
+
+
+# --- loading: TOML -> structural model -> semantic rules, every failure a ContractError
+
+
+def load_contract(path: Path, today: date) -> PartnerContract:
+    """Read and validate one contract file.
+
+    Raises ContractError (the first problem) on an unreadable file, a TOML syntax error, a
+    structural error, an id that differs from the file stem, or a semantic problem.
+    """
+    contract, errors = _check_file(path, today)
+    if errors:
+        raise errors[0]
+    assert contract is not None  # no errors means a contract
+    return contract
+
+
+def load_contracts(directory: Path, today: date) -> dict[str, PartnerContract]:
+    """Every `*.toml` contract in `directory`, by id.
+
+    Raises ContractError (the first one) if any file is invalid, ids repeat, or the directory
+    is missing or holds no contract: the service must not start without its contracts.
+    """
+    contracts, errors = check_contracts(directory, today)
+    if errors:
+        raise errors[0]
+    return contracts
+
+
+def check_contracts(
+    directory: Path, today: date
+) -> tuple[dict[str, PartnerContract], list[ContractError]]:
+    """Validate every contract in `directory`, collecting every error instead of stopping."""
+    try:
+        files = _contract_files(directory)
+    except ContractError as exc:
+        return {}, [exc]
+    checked = [(path, *_check_file(path, today)) for path in files]
+    owners = _id_owners(checked)
+    contracts: dict[str, PartnerContract] = {}
+    errors: list[ContractError] = []
+    for path, contract, file_errors in checked:
+        if contract is not None and owners[contract.id] != path:
+            message = f"duplicate id {contract.id!r}, already in {owners[contract.id]}"
+            file_errors.append(ContractError(str(path), "id", message))
+        errors += file_errors
+        if contract is not None and not file_errors:
+            contracts[contract.id] = contract
+    return contracts, errors
+
+
+Checked = tuple[Path, PartnerContract | None, list[ContractError]]
+
+
+def _id_owners(checked: list[Checked]) -> dict[str, Path]:
+    """Which file owns each id: the one named after it, else the first in name order."""
+    owners: dict[str, Path] = {}
+    for path, contract, _ in checked:
+        if contract is not None and (contract.id not in owners or path.stem == contract.id):
+            owners[contract.id] = path
+    return owners
+
+
+def _contract_files(directory: Path) -> list[Path]:
+    where = str(directory)
+    if not directory.is_dir():
+        missing = "no such directory" if not directory.exists() else "not a directory"
+        raise ContractError(where, "(directory)", f"{missing}: partner contracts are required")
+    # Dotfiles are editor leftovers (.#x.toml), not contracts.
+    files = sorted(
+        p for p in directory.glob("*.toml") if p.is_file() and not p.name.startswith(".")
+    )
+    if not files:
+        raise ContractError(where, "(directory)", "no *.toml partner contracts")
+    return files
+
+
+def _check_file(path: Path, today: date) -> tuple[PartnerContract | None, list[ContractError]]:
+    """The contract (None when it does not parse) and every error found in the file."""
+    where = str(path)
+    try:
+        data = _read_toml(path)
+        contract = PartnerContract.model_validate(data)
+    except ContractError as exc:
+        return None, [exc]
+    except ValidationError as exc:
+        return None, [ContractError(where, _dotted(e["loc"]), _message(e)) for e in exc.errors()]
+    errors = [ContractError(where, f, m) for f, m in contract_problems(contract, today)]
+    if contract.id != path.stem:
+        # One file per partner, found by its id: the name must say which partner it is.
+        errors.insert(
+            0, ContractError(where, "id", f"{contract.id!r} must equal the file name {path.stem!r}")
+        )
+    return contract, errors
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        # The decoder's message carries "(at line N, column M)".
+        raise ContractError(str(path), "(toml)", f"TOML syntax error: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ContractError(str(path), "(file)", f"cannot read: {exc}") from exc
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    """Pydantic's error location as the dotted field: ("purposes", "x", "legal_bases", 0) ->
+    "purposes.x.legal_bases[0]". A bad dict key is reported at the key itself."""
+    out = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(contract)"
+
+
+def _message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "value_error":  # our own validators already say what they got
+        return error["msg"].removeprefix("Value error, ")
+    # Say what was found (its TOML type), never echo the value into logs.
+    return f"{error['msg']} (got {type(error['input']).__name__})"
