@@ -100,7 +100,7 @@ class CrossBorder(Frozen):
     # foreign_consent: the disclosure version (country, its system, the recipient's measures)
     # that a person's consent must point to.
     foreign_disclosure_version: str | None = Field(default=None, min_length=1)
-    # equivalent_measures: the next periodic review (PPC rules Art. 18-2); overdue means no basis.
+    # equivalent_measures: the next periodic review (PPC Rules Art. 18(1)); overdue means no basis.
     equivalent_measures_review_due: TomlDate | None = None
 
 

@@ -77,8 +77,8 @@ class CrossBorderBasis(StrEnum):
     """How a provision satisfies APPI Art. 28 (foreign recipients)."""
 
     DOMESTIC = "domestic"
-    DESIGNATED_COUNTRY = "designated_country"  # EU/EEA, UK (PPC rules Art. 15-2)
-    EQUIVALENT_MEASURES = "equivalent_measures"  # recipient's system, periodically reviewed
+    DESIGNATED_COUNTRY = "designated_country"  # EU/EEA, UK (PPC Rules Art. 15)
+    EQUIVALENT_MEASURES = "equivalent_measures"  # reviewed periodically (PPC Rules Art. 18(1))
     FOREIGN_CONSENT = "foreign_consent"  # consent after the Art. 28(2) disclosure
     ART27_1_EXCEPTION = "art27_1_exception"  # Art. 28(1): the Art. 27(1) cases need no consent
 
