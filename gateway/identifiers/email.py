@@ -69,6 +69,9 @@ def _check(text: str) -> str | Rejected:
         local = local.partition("+")[0].replace(".", "")
         if not local:
             return _INVALID
+        if not local.isascii():
+            # Dropping a period can join a letter to the combining mark that followed it.
+            local = unicodedata.normalize("NFC", local)
         return f"{local}@{domain}"
     return text
 
