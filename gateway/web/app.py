@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.web import routes_clients, routes_consent, routes_decisions, routes_meta
 from gateway.web.endpoints import Endpoint, add_routes
 from gateway.web.openapi import build_openapi
-from gateway.web.problems import problem_middleware
+from gateway.web.problems import access_log_middleware, problem_middleware
 from gateway.web.services import SERVICES, Services
 
 
@@ -23,7 +23,8 @@ def all_endpoints() -> list[Endpoint]:
 def make_app(services: Services) -> web.Application:
     """The service's application. The caller owns the store's lifetime."""
     app = web.Application(
-        middlewares=[problem_middleware], client_max_size=services.settings.max_json_bytes
+        middlewares=[access_log_middleware, problem_middleware],
+        client_max_size=services.settings.max_json_bytes,
     )
     app[SERVICES] = services
     endpoints = all_endpoints()

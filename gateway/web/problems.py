@@ -7,6 +7,7 @@ unexpected failure leaks: the traceback goes to the server log, the caller gets 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -64,6 +65,23 @@ class _MethodNotAllowed(ProblemError):
     status = 405
     slug = "method-not-allowed"
     title = "Method not allowed"
+
+
+@web.middleware
+async def access_log_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """One log line per request. It names the route template, never the path: paths carry
+    subject ids, and logs carry only subject keys (house rule 10)."""
+    started = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    log.info(
+        "request",
+        method=request.method,
+        route=resource.canonical if resource is not None else "(none)",
+        status=response.status,
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    )
+    return response
 
 
 @web.middleware

@@ -1,0 +1,91 @@
+"""Bad input: every error is an RFC 9457 problem naming the field; never a 500 or a traceback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway.errors import PROBLEM_MEDIA_TYPE, problem_type
+from gateway.models import Role
+from tests.integration.conftest import MAX_JSON_BYTES, Api
+
+PREVIEW = "/v1/decisions/preview"
+GOOD = {
+    "partner": "google-customer-match",
+    "purpose": "ad_customer_match",
+    "legal_basis": "consent",
+    "records": [{"subject_id": "m-1", "email": "dana@example.com"}],
+}
+
+
+async def _problem(api: Api, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    resp = await api.call(method, path, **kwargs)
+    assert resp.content_type == PROBLEM_MEDIA_TYPE
+    body = await resp.json(content_type=None)
+    assert body["status"] == resp.status
+    assert body["type"].startswith(problem_type(""))
+    assert body["instance"] == path.split("?")[0]
+    assert "Traceback" not in json.dumps(body)
+    return resp.status, body
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "pointer"),
+    [
+        ("{not json", 400, None),
+        ("", 400, None),
+        ("[1, 2]", 422, ""),
+        (json.dumps({**GOOD, "legal_basis": 7}), 422, "/legal_basis"),
+        (json.dumps({**GOOD, "legal_basis": "because"}), 422, "/legal_basis"),
+        (json.dumps({**GOOD, "records": "all"}), 422, "/records"),
+        (json.dumps({**GOOD, "records": []}), 422, "/records"),
+        (json.dumps({**GOOD, "surprise": True}), 422, "/surprise"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "partner"}), 422, "/partner"),
+        (json.dumps({**GOOD, "partner": "acme"}), 422, "/partner"),
+        (json.dumps({**GOOD, "purpose": "astrology"}), 422, "/purpose"),
+        (json.dumps({**GOOD, "records": [{"email": "x@ex.com"}]}), 422, "/records/0/subject_id"),
+    ],
+)
+async def test_bad_bodies_name_the_field(
+    api: Api, raw: str, status: int, pointer: str | None
+) -> None:
+    got, body = await _problem(api, "POST", PREVIEW, data=raw, headers=JSON)
+    assert got == status
+    if pointer is not None:
+        assert pointer in [e.get("pointer") for e in body["errors"]]
+
+
+async def test_oversized_body_is_413(api: Api) -> None:
+    raw = json.dumps({**GOOD, "rationale": "x" * (MAX_JSON_BYTES + 1)})
+    status, body = await _problem(api, "POST", PREVIEW, data=raw, headers=JSON)
+    assert status == 413
+    assert body["type"] == problem_type("payload-too-large")
+
+
+async def test_wrong_media_type_is_415(api: Api) -> None:
+    status, _ = await _problem(
+        api, "POST", PREVIEW, data=json.dumps(GOOD), headers={"Content-Type": "text/plain"}
+    )
+    assert status == 415
+
+
+async def test_unknown_route_and_method_are_problems(api: Api) -> None:
+    status, _ = await _problem(api, "GET", "/v1/nothing-here")
+    assert status == 404
+    resp = await api.call("PATCH", "/v1/decisions/preview", role=Role.ADMIN)
+    assert resp.status == 405
+    assert resp.content_type == PROBLEM_MEDIA_TYPE
+    assert "POST" in resp.headers["Allow"]
+
+
+async def test_a_bad_format_query_names_the_parameter(api: Api) -> None:
+    status, body = await _problem(
+        api, "POST", "/v1/consents/import?format=xml", data="x", headers=JSON
+    )
+    assert status == 422
+    assert body["errors"] == [{"parameter": "format", "detail": "jsonl or csv"}]
