@@ -318,9 +318,10 @@ def _r6_equivalent_measures(ctx: _Ctx) -> _Check:
 def _r6_foreign_consent(ctx: _Ctx) -> _Check:
     """Art. 28(1)-(2): consent to provision to a foreign third party, after the disclosure."""
     codes: list[str] = []
-    # Art. 28(1) replaces Art. 27 for this recipient, so Art. 27(5) cannot make it "not a third
-    # party" (requirements rule 6 names entrustment and joint use).
-    if ctx.basis in (LegalBasis.ENTRUSTMENT, LegalBasis.JOINT_USE):
+    # Art. 28(1), last sentence: Art. 27 does not apply to this recipient, so none of Art. 27(5)
+    # (entrustment, business succession, joint use) makes it "not a third party"; the contract
+    # loader refuses the same three (gateway.contracts).
+    if ctx.basis in NOT_THIRD_PARTY:
         codes.append("not_available_for_foreign_recipient")
     required = ctx.contract.cross_border.foreign_disclosure_version
     if required is None:

@@ -3,6 +3,7 @@ record by record, without sending or recording anything."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from gateway.web.problems import model_response, read_model
 from gateway.web.services import SERVICES, Services
 
 MAX_PREVIEW_RECORDS = 10_000
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 Scalar = str | int | float | bool | None
 
 
@@ -73,8 +75,15 @@ def items_of(body: PreviewRequest) -> list[ProvisionItem]:
         for i, r in enumerate(body.records)
         if not isinstance(r.get("subject_id"), str) or not str(r["subject_id"]).strip()
     ]
+    # Field names come back in `fields_dropped` and go into logs: a name that is not a plain
+    # identifier (an email pasted as a key, say) is refused, and not echoed.
+    errors += [
+        FieldError(f"/records/{i}", "field names are lowercase letters, digits and _")
+        for i, r in enumerate(body.records)
+        if not all(_FIELD_NAME.match(k) for k in r)
+    ]
     if errors:
-        raise ValidationFailed("every record needs a subject_id", errors=errors[:100])
+        raise ValidationFailed("some records are not valid", errors=errors[:100])
     return [
         ProvisionItem(
             subject_id=str(r["subject_id"]),

@@ -49,6 +49,7 @@ JSON = {"Content-Type": "application/json"}
         (json.dumps({**GOOD, "partner": "acme"}), 422, "/partner"),
         (json.dumps({**GOOD, "purpose": "astrology"}), 422, "/purpose"),
         (json.dumps({**GOOD, "records": [{"email": "x@ex.com"}]}), 422, "/records/0/subject_id"),
+        (json.dumps({**GOOD, "records": [{"subject_id": "m", "a@b.jp": "x"}]}), 422, "/records/0"),
     ],
 )
 async def test_bad_bodies_name_the_field(

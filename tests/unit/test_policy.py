@@ -587,6 +587,7 @@ R6 = [
     ),
     pytest.param(
         deny(
+            "not_available_for_foreign_recipient",
             "foreign_consent_missing",
             item=item(legal_basis=B.BUSINESS_SUCCESSION),
             contract=contract(purpose=bases(B.BUSINESS_SUCCESSION), **US_FOREIGN_CONSENT),
@@ -598,13 +599,14 @@ R6 = [
         id="R6-deny-business-succession-abroad-without-foreign-consent",
     ),
     pytest.param(
-        Case(
+        deny(
+            "not_available_for_foreign_recipient",
             item=item(legal_basis=B.BUSINESS_SUCCESSION),
             contract=contract(purpose=bases(B.BUSINESS_SUCCESSION), **US_FOREIGN_CONSENT),
             rules=R4_RULES,
             cross_border=X.FOREIGN_CONSENT,
         ),
-        id="R6-allow-business-succession-abroad-with-foreign-consent",
+        id="R6-deny-business-succession-to-a-foreign-consent-recipient",
     ),
     pytest.param(
         deny(
@@ -1302,7 +1304,7 @@ def test_foreign_consent_recipient_exactly(basis: LegalBasis, consent: ConsentEv
 
     pointed_to = consent.foreign_disclosure_version if consent else None
     expected = basis == B.LAWS_AND_REGULATIONS or (
-        basis in {B.CONSENT, B.BUSINESS_SUCCESSION} and holds(consent) and pointed_to == "fd-us-3"
+        basis == B.CONSENT and holds(consent) and pointed_to == "fd-us-3"
     )
     assert decision.allowed == expected
 
