@@ -16,10 +16,11 @@ and `postal_code` (US rule); without one, `default_region`, the gateway's settin
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 
 from gateway.identifiers import phone as _phone
+from gateway.identifiers.digest import sha256 as _sha256
+from gateway.identifiers.digest import sha256_hex
 from gateway.identifiers.email import hash_emails, normalize_email
 from gateway.identifiers.regions import ISO_3166_ALPHA2, normalize_region
 from gateway.identifiers.results import Hashed, Normalized, Reason, Rejected, UnknownKind
@@ -120,7 +121,7 @@ def normalize_and_hash(
         return result
     transform = _KINDS[kind][1]
     if transform is Transform.SHA256:
-        return Hashed(kind, result.value, hashlib.sha256(result.value.encode()).hexdigest())
+        return Hashed(kind, result.value, sha256_hex(result.value))
     return Hashed(kind, result.value, result.value if transform is Transform.PREHASHED else None)
 
 
@@ -144,7 +145,7 @@ def hash_many(
     results = [normalizer(value, where) for value in values]
     if transform is not Transform.SHA256:
         return results
-    sha256 = hashlib.sha256
+    sha256 = _sha256
     return [r if isinstance(r, Rejected) else sha256(r.encode()).hexdigest() for r in results]
 
 

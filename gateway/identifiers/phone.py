@@ -15,7 +15,6 @@ property test compares the two on generated numbers of many regions.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from functools import cache
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumber
 
+from gateway.identifiers.digest import sha256 as _sha256
 from gateway.identifiers.results import Reason, Rejected, rejection
 
 KIND = "phone"
@@ -151,7 +151,7 @@ def hash_phones(values: Iterable[str], region: str) -> list[str | Rejected]:
     """The SHA-256 (hex) of each number's E.164, or its rejection, in order."""
     out: list[str | Rejected] = []
     append = out.append
-    sha256 = hashlib.sha256
+    sha256 = _sha256
     for value in values:
         result = normalize_phone(value, region)
         append(result if isinstance(result, Rejected) else sha256(result.encode()).hexdigest())

@@ -21,6 +21,7 @@ from gateway.identifiers import (
     Reason,
     Rejected,
     UnknownKind,
+    digest,
     hash_emails,
     hash_many,
     hash_phones,
@@ -466,3 +467,8 @@ def test_hash_phones_uses_the_region() -> None:
     rejected = hash_phones(["(415) 555-0100"], region="XX")[0]
     assert isinstance(rejected, Rejected)
     assert rejected.code is Reason.INVALID_REGION
+
+
+@given(st.binary(max_size=200))
+def test_fast_sha256_is_hashlib_sha256(data: bytes) -> None:
+    assert digest.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
