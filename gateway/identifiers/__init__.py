@@ -141,7 +141,7 @@ def hash_many(
     if isinstance(where, Rejected):
         return [where for _ in values]
     if kind == "phone":
-        return _phone.hash_phones(values, where)
+        return _phone.hash_phones_in(values, where)
     results = [normalizer(value, where) for value in values]
     if transform is not Transform.SHA256:
         return results

