@@ -4,6 +4,7 @@
     ├── ConfigError                   bad settings or keyring (the service does not start)
     │   └── ContractError             a partner contract file is invalid (names file and field)
     ├── StorageError                  the database failed (asyncpg / sqlite3 errors, translated)
+    ├── identifiers.UnknownKind       a caller asked to normalize a field kind the profile lacks
     └── ProblemError                  an error answered to an API caller
         ├── BadRequest                400 malformed body, wrong media type
         ├── ValidationFailed          422 a field is wrong (names it with a JSON pointer)

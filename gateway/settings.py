@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.identifiers.regions import ISO_3166_ALPHA2
 
 
 def _default_keys_dir() -> str:
@@ -37,8 +38,8 @@ def _positive_int(raw: str) -> int:
 
 
 def _region(raw: str) -> str:
-    if len(raw) != 2 or not raw.isalpha():
-        raise ValueError("must be an ISO 3166-1 alpha-2 code")
+    if raw.upper() not in ISO_3166_ALPHA2:
+        raise ValueError("must be an assigned ISO 3166-1 alpha-2 code")
     return raw.upper()
 
 

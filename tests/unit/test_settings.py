@@ -42,6 +42,7 @@ def test_variables_override_defaults() -> None:
         ("GATEWAY_MAX_JSON_BYTES", "-1"),
         ("GATEWAY_MAX_JSON_BYTES", "lots"),
         ("GATEWAY_DEFAULT_REGION", "JPN"),
+        ("GATEWAY_DEFAULT_REGION", "ZZ"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:
