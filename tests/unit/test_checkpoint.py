@@ -10,6 +10,7 @@ Vectors:
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -31,6 +32,7 @@ from gateway.ledger.checkpoint import (
     verifier_key,
     verify_note,
 )
+from gateway.ledger.tree import TreeState, leaf_hash
 
 EM = "\u2014"
 C2SP_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
@@ -114,6 +116,28 @@ def test_published_sum_golang_org_checkpoints(note: str, size: int, root: str) -
     assert checkpoint == Checkpoint("go.sum database tree", size, base64.b64decode(root))
     with pytest.raises(CheckpointError):
         open_note(note.replace(str(size), str(size + 1)), SUMDB_VKEY)
+
+
+def test_documented_example() -> None:
+    """docs/ledger.md §3.3: the RFC 6962 reference tree, signed with a test-only key."""
+    leaves = [
+        bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657")
+    ] + [bytes(range(0x60, 0x70))]
+    root = TreeState().extend([leaf_hash(d) for d in leaves])[0].root()
+    seed = hashlib.sha256(b"gateway ledger documentation example key").digest()
+    assert seed.hex() == "8042703db14734edba5c02b1f3913e4963663b5bcfa8c1d0bf59ca39db98e0a3"
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    name = "example.com/transfer-log"
+    vkey = "example.com/transfer-log+60c259a0+AamYfjhVuPUJQHWhQ4sLo2gf+nKwKMPacV2+sOpANuox"
+    note = (
+        "example.com/transfer-log\n8\nXcnaeacGWamtVZy3Ad7ZoqudgjqtL0lgz+Nw7/RgQyg=\n\n"
+        f"{EM} example.com/transfer-log YMJZoMeXusqH7IzMOS1bOYPuNcSwmBYYgXYHSwXuICfOtFmA9d9TKBo2"
+        "THOp3xcOUVurh1ylRrgqOcg2v+ceVCNYfAY=\n"
+    )
+    assert _public(key).hex() == "a9987e3855b8f5094075a1438b0ba3681ffa72b028c3da715dbeb0ea4036ea31"
+    assert verifier_key(name, _public(key)) == vkey
+    assert sign_note(checkpoint_body(name, 8, root), name, key) == note
+    assert open_note(note, vkey, origin=name) == Checkpoint(name, 8, root)
 
 
 # -- round trips ------------------------------------------------------------------------------
