@@ -75,6 +75,26 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "largest JSON request body (streamed imports and uploads are not limited)",
         _positive_int,
     ),
+    SettingSpec(
+        "log_origin",
+        "GATEWAY_LOG_ORIGIN",
+        lambda: "gateway.example.com/transfer-log",
+        "transfer-log origin line and signing key name (C2SP checkpoint)",
+    ),
+    SettingSpec(
+        "checkpoint_every",
+        "GATEWAY_CHECKPOINT_EVERY",
+        lambda: "10000",
+        "sign a checkpoint after this many new log entries",
+        _positive_int,
+    ),
+    SettingSpec(
+        "checkpoint_seconds",
+        "GATEWAY_CHECKPOINT_SECONDS",
+        lambda: "60",
+        "and at least this often while entries arrive",
+        _positive_int,
+    ),
     SettingSpec("log_level", "GATEWAY_LOG_LEVEL", lambda: "info", "debug, info, warning, error"),
     SettingSpec("log_format", "GATEWAY_LOG_FORMAT", lambda: "json", "json or console"),
 )
@@ -88,6 +108,9 @@ class Settings:
     partners_dir: Path
     default_region: str
     max_json_bytes: int
+    log_origin: str
+    checkpoint_every: int
+    checkpoint_seconds: int
     log_level: str
     log_format: str
 

@@ -1,0 +1,103 @@
+"""The transfer log's storage seam: what a backend (SQLite, PostgreSQL) must provide.
+
+Tables behind it (both backends):
+
+    ledger_leaves       idx, leaf_hash                    append-only: never updated or deleted
+    ledger_entries      idx, leaf (canonical JSON), query columns, retain_until
+                        never updated; a row may be deleted only after its retain_until
+                        (retention purge: the content goes, the leaf hash stays)
+    ledger_nodes        level, idx, hash                  append-only: complete aligned subtrees
+    ledger_checkpoints  size, root, note, created_at      append-only: signed checkpoints
+
+The database enforces those rules with triggers, so a bug or a hand-written statement cannot
+rewrite history without dropping a trigger first (and `gateway ledger verify` catches that too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Protocol
+
+from gateway.models import Frozen
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRecord:
+    """One log entry ready to append: its canonical bytes, leaf hash and query columns."""
+
+    leaf: bytes  # RFC 8785 canonical JSON of the entry
+    leaf_hash: bytes  # SHA-256(0x00 || leaf), RFC 9162 §2.1.1
+    entry_id: str
+    transfer_id: str
+    time: datetime
+    subject_id: str
+    partner_id: str
+    purpose: str
+    legal_basis: str
+    outcome: str
+    retain_until: date
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLeaf:
+    index: int
+    leaf_hash: bytes
+    leaf: bytes | None  # None once retention purged the content
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    size: int
+    root: bytes
+    note: str  # the C2SP signed note, as served
+    created_at: datetime
+
+
+class TransferFilter(Frozen):
+    """Filters of `GET /v1/transfers`; None matches everything."""
+
+    subject_id: str | None = None
+    partner_id: str | None = None
+    purpose: str | None = None
+    legal_basis: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None  # inclusive
+    until: datetime | None = None  # exclusive
+
+
+class LedgerStore(Protocol):
+    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+        """Append `records` in one durable transaction, at consecutive indexes after the
+        current end, with their entries and every newly complete aligned subtree node.
+
+        Safe with concurrent writers in other processes (PostgreSQL: an advisory lock
+        serialises appends). Returns the index of the first record. Raises StorageError.
+        """
+
+    async def ledger_size(self) -> int:
+        """How many leaves the log holds."""
+
+    async def ledger_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Hashes of complete aligned subtrees by (level, index); level 0 is the leaf hashes.
+        Raises StorageError when one is missing (a log whose nodes were tampered with)."""
+
+    async def ledger_leaves(self, start: int, end: int) -> list[StoredLeaf]:
+        """Leaves [start, end) in index order, with content unless purged."""
+
+    async def ledger_add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        """Store a signed checkpoint; one per size (a second one for a size is ignored)."""
+
+    async def ledger_checkpoints(self, *, latest_only: bool = False) -> list[StoredCheckpoint]:
+        """Stored checkpoints by size ascending (or only the largest)."""
+
+    async def ledger_find(self, flt: TransferFilter, *, after: int, limit: int) -> list[StoredLeaf]:
+        """Entries matching the filter with index > after, ascending, at most `limit`."""
+
+    async def ledger_transfer(self, transfer_id: str) -> list[StoredLeaf]:
+        """Every entry of one transfer, ascending."""
+
+    async def ledger_purge(self, today: date) -> int:
+        """Delete the content of entries whose retain_until is before today; leaf hashes and
+        nodes stay, so old proofs and checkpoints still verify. Returns how many went."""
