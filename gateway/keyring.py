@@ -127,6 +127,16 @@ class Keyring:
     def signing_public_key(self) -> bytes:
         return self.signing_key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
+    def signing_public_keys(self) -> list[bytes]:
+        """Every log-signing public key, oldest first: checkpoints signed before a rotation
+        still verify under the retired ones."""
+        return [
+            Ed25519PrivateKey.from_private_bytes(k.material)
+            .public_key()
+            .public_bytes(Encoding.Raw, PublicFormat.Raw)
+            for k in self.of(LOG_SIGNING)
+        ]
+
     def encrypt_secret(self, plaintext: bytes, *, context: bytes = b"") -> str:
         """AES-256-GCM under the current secrets key: `kid:base64(nonce || ciphertext)`."""
         key = self.current(SECRETS)
