@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -61,6 +62,7 @@ class Endpoint:
     query: tuple[QueryParam, ...] = ()
     # A request that a permitted caller could make: path values and body (tests and docs).
     example_path: Mapping[str, str] = field(default_factory=dict)
+    example_query: Mapping[str, str] = field(default_factory=dict)
     example_body: Any = None
     example_media: str = "application/json"
 
@@ -73,7 +75,8 @@ class Endpoint:
         return re.findall(r"{(\w+)}", self.path)
 
     def example_url(self) -> str:
-        return self.path.format(**self.example_path)
+        url = self.path.format(**self.example_path)
+        return f"{url}?{urlencode(self.example_query)}" if self.example_query else url
 
 
 def guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
