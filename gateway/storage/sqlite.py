@@ -36,6 +36,8 @@ T = TypeVar("T")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _BUSY_TIMEOUT_S = 30.0
+_WAL_CHECKPOINT_PAGES = 16384
+_CACHE_KIB = 64 * 1024
 
 # SQL is spelled out in full (no string building), so no statement can carry data.
 _INSERT_EVENT = """INSERT INTO consent_events (subject_id, purpose, action, effective_at,
@@ -132,8 +134,9 @@ def _transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[
     conn.execute("COMMIT")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating folder and file), set the pragmas, migrate. Raises sqlite3.Error,
+def connect(path: Path) -> sqlite3.Connection:
+    """The store's connection (also the benchmark floor's): open, creating folder and file, set
+    the pragmas, migrate. Call it on the thread that will use it. Raises sqlite3.Error,
     OSError, SchemaTooNew."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: no implicit transactions, `_transaction` says where they are.
@@ -147,6 +150,14 @@ def _connect(path: Path) -> sqlite3.Connection:
         # INSERT OR REPLACE deletes the conflicting row; only with recursive triggers does that
         # deletion fire the append-only DELETE triggers.
         conn.execute("PRAGMA recursive_triggers = ON")
+        # A bulk import touches a page per row of the (subject, purpose, ...) index; checkpointing
+        # every 64 MiB of WAL instead of SQLite's 4 MiB copies a page touched by several batches
+        # once, not once per batch (about a third less I/O), and the size limit trims the file.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
+        # The same index wants to stay in memory: with SQLite's default 2 MiB cache every insert
+        # re-reads its leaf page from the OS (a 1M-line import took 1.6x as long).
+        conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        conn.execute(f"PRAGMA journal_size_limit = {_WAL_CHECKPOINT_PAGES * 4096}")
         apply_sqlite(conn, SQLITE_MIGRATIONS)
     except BaseException:
         conn.close()
@@ -196,7 +207,7 @@ class SqliteStore:
         """Create the folder and file if absent, apply migrations. Raises StorageError."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         try:
-            conn = await _in_worker(executor, partial(_connect, path))
+            conn = await _in_worker(executor, partial(connect, path))
         except BaseException:
             executor.shutdown(wait=False)
             raise
