@@ -1,0 +1,96 @@
+"""Shared fixtures: `store` over each backend, and PostgreSQL helpers others reuse.
+
+PostgreSQL tests need `GATEWAY_TEST_DATABASE_URL` (e.g. postgresql://postgres@127.0.0.1/test);
+without it they skip, saying so. Each PostgreSQL test works in a fresh schema `t_<uuid hex>`,
+dropped afterwards, so tests never see each other's rows and can run against a shared database.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from gateway.storage import Store
+from gateway.storage.postgres import PostgresStore
+from gateway.storage.sqlite import SqliteStore
+
+PG_URL_ENV = "GATEWAY_TEST_DATABASE_URL"
+PG_SKIP_REASON = "GATEWAY_TEST_DATABASE_URL not set: PostgreSQL store tests skipped"
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def pg_test_url() -> str:
+    """The test database URL; skips the calling test when it is not set."""
+    url = os.environ.get(PG_URL_ENV, "")
+    if not url:
+        pytest.skip(PG_SKIP_REASON)
+    return url
+
+
+def new_schema_name() -> str:
+    return f"t_{uuid.uuid4().hex}"
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_url() -> str:
+    """The PostgreSQL test URL (skips without GATEWAY_TEST_DATABASE_URL)."""
+    return pg_test_url()
+
+
+@pytest.fixture
+async def pg_schemas(pg_url: str) -> AsyncIterator[Callable[[], str]]:
+    """A factory of fresh schema names; every schema it named is dropped after the test.
+    `PostgresStore.open(pg_url, schema=name)` creates the schema."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(new_schema_name())
+        return names[-1]
+
+    yield make
+    for name in names:
+        await drop_schema(pg_url, name)
+
+
+@pytest.fixture
+async def pg_schema(pg_schemas: Callable[[], str]) -> str:
+    """One fresh schema name, dropped after the test."""
+    return pg_schemas()
+
+
+async def open_test_store(backend: str, tmp_path: Path, schema: str | None = None) -> Store:
+    """A store of `backend` ("sqlite" in tmp_path, or "postgres" in `schema`)."""
+    if backend == "sqlite":
+        return await SqliteStore.open(tmp_path / "var" / "gateway.sqlite3")
+    return await PostgresStore.open(pg_test_url(), schema=schema or new_schema_name())
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh, migrated store: SQLite in tmp_path, then PostgreSQL in a fresh schema."""
+    backend: str = request.param
+    if backend == "postgres":
+        pg_test_url()  # skip before creating anything
+    schema = new_schema_name() if backend == "postgres" else None
+    opened: Store | None = None
+    try:
+        opened = await open_test_store(backend, tmp_path, schema)
+        yield opened
+    finally:
+        if opened is not None:
+            await opened.close()
+        if schema is not None:
+            await drop_schema(os.environ[PG_URL_ENV], schema)

@@ -1,0 +1,375 @@
+"""The Store contract, run against SQLite and PostgreSQL alike (the `store` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from gateway.errors import ConfigError, StorageError
+from gateway.models import (
+    ClientRecord,
+    ConsentAction,
+    ConsentEvent,
+    Discontinuance,
+    Role,
+)
+from gateway.storage import ConsentRow, Store
+from gateway.storage.factory import open_store
+from gateway.storage.postgres import PostgresStore
+from gateway.storage.sqlite import SqliteStore
+from tests.conftest import open_test_store
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+JST = timezone(timedelta(hours=9))
+
+
+def grant(subject: str, purpose: str, at: datetime, notice: str = "pn-1") -> ConsentEvent:
+    return ConsentEvent(
+        subject_id=subject,
+        purpose=purpose,
+        action=ConsentAction.GRANT,
+        effective_at=at,
+        notice_version=notice,
+        channel="web",
+        foreign_disclosure_version="us-1",
+        recorded_at=NOW,
+        recorded_by="admin-1",
+    )
+
+
+def withdraw(subject: str, purpose: str, at: datetime) -> ConsentEvent:
+    return ConsentEvent(
+        subject_id=subject,
+        purpose=purpose,
+        action=ConsentAction.WITHDRAW,
+        effective_at=at,
+        recorded_at=NOW,
+        recorded_by="admin-1",
+    )
+
+
+def client(client_id: str, created: datetime = NOW, **kw: Any) -> ClientRecord:
+    fields: dict[str, Any] = {
+        "name": f"name of {client_id}",
+        "role": Role.SENDER,
+        "partners": ("google-customer-match",),
+        "key_sha256": client_id.encode().hex().ljust(64, "0"),
+        "created_at": created,
+    }
+    return ClientRecord(client_id=client_id, **(fields | kw))
+
+
+def backend(store: Store) -> str:
+    return "sqlite" if isinstance(store, SqliteStore) else "postgres"
+
+
+async def raw_sql(store: Store, sql: str) -> list[Any]:
+    assert isinstance(store, SqliteStore | PostgresStore)
+    return list(await store.execute_sql(sql))
+
+
+# consents
+
+
+async def test_history_is_everything_in_recorded_order(store: Store) -> None:
+    events = [
+        grant("m-1", "ads", NOW - timedelta(days=3)),
+        withdraw("m-1", "ads", NOW - timedelta(days=1)),
+        grant("m-2", "ads", NOW - timedelta(days=2)),
+    ]
+    await store.append_consent_events(events)
+    history = await store.consent_history("m-1")
+    assert [e.action for e in history] == [ConsentAction.GRANT, ConsentAction.WITHDRAW]
+    assert history[0].seq is not None
+    assert history[1].seq is not None
+    assert history[0].seq < history[1].seq
+    assert history[0].model_copy(update={"seq": None}) == events[0]
+    assert await store.consent_history("nobody") == []
+
+
+async def test_current_state_is_latest_effective_at_not_latest_recorded(store: Store) -> None:
+    # Recorded second, but effective earlier: the earlier grant does not override the withdrawal.
+    await store.append_consent_events([withdraw("m-1", "ads", NOW - timedelta(days=1))])
+    await store.append_consent_events([grant("m-1", "ads", NOW - timedelta(days=5))])
+    state = (await store.subject_states(["m-1"]))["m-1"]
+    assert state.consents["ads"].action is ConsentAction.WITHDRAW
+
+
+async def test_equal_effective_at_is_won_by_the_later_seq(store: Store) -> None:
+    at = NOW - timedelta(hours=1)
+    await store.append_consent_events([grant("m-1", "ads", at, "pn-1"), withdraw("m-1", "ads", at)])
+    await store.append_consent_events([grant("m-1", "fraud", at, "pn-1")])
+    await store.append_consent_events([grant("m-1", "fraud", at, "pn-2")])
+    state = (await store.subject_states(["m-1"]))["m-1"]
+    assert state.consents["ads"].action is ConsentAction.WITHDRAW
+    assert state.consents["fraud"].notice_version == "pn-2"
+
+
+async def test_timestamps_round_trip_as_aware_utc(store: Store) -> None:
+    at = datetime(2026, 4, 1, 9, 30, 15, 123456, tzinfo=JST)
+    await store.append_consent_events([grant("m-1", "ads", at)])
+    (event,) = await store.consent_history("m-1")
+    assert event.effective_at == at
+    assert event.effective_at.utcoffset() == timedelta(0)
+    assert event.recorded_at == NOW
+
+
+async def test_subject_states_for_thousands_of_ids_and_unknown_ones(store: Store) -> None:
+    ids = [f"m-{i:05d}" for i in range(3000)]
+    rows: list[ConsentRow] = [
+        (s, "ads", "grant", NOW - timedelta(days=2), "pn-1", "web", None) for s in ids
+    ]
+    rows += [(s, "ads", "withdraw", NOW - timedelta(days=1), None, None, None) for s in ids[::2]]
+    await store.append_consent_rows(rows, recorded_at=NOW, recorded_by="import:admin-1")
+    asked = [*ids, "unknown-1", "unknown-2", ids[0]]  # a duplicate is answered once
+    states = await store.subject_states(asked)
+    assert set(states) == set(asked)
+    assert states["m-00000"].consents["ads"].action is ConsentAction.WITHDRAW
+    assert states["m-00001"].consents["ads"].action is ConsentAction.GRANT
+    assert states["m-00001"].consents["ads"].recorded_by == "import:admin-1"
+    assert states["unknown-1"].consents == {}
+    assert states["unknown-1"].discontinuances == ()
+    assert await store.subject_states([]) == {}
+
+
+async def test_bulk_rows_refuse_naive_datetimes(store: Store) -> None:
+    naive = datetime(2026, 1, 1)  # the point of the test
+    with pytest.raises(ValueError, match="naive"):
+        await store.append_consent_rows(
+            [("m-1", "ads", "grant", naive, "pn", "web", None)],
+            recorded_at=NOW,
+            recorded_by="x",
+        )
+    assert await store.consent_history("m-1") == []
+
+
+async def test_a_grant_without_evidence_is_refused_by_the_database(store: Store) -> None:
+    with pytest.raises(StorageError):
+        await store.append_consent_rows(
+            [("m-1", "ads", "grant", NOW, None, None, None)], recorded_at=NOW, recorded_by="x"
+        )
+
+
+# discontinuances
+
+
+async def test_discontinuances_for_all_and_for_named_partners(store: Store) -> None:
+    everyone = Discontinuance(
+        subject_id="m-1", partners=None, reason="phoned", requested_at=NOW, recorded_by="a"
+    )
+    named = everyone.model_copy(update={"partners": ("google", "bank"), "reason": "letter"})
+    first = await store.append_discontinuance(everyone)
+    second = await store.append_discontinuance(named)
+    assert first.seq is not None
+    assert second.seq is not None
+    assert first.seq < second.seq
+    state = (await store.subject_states(["m-1", "m-2"]))["m-1"]
+    assert state.discontinuances == (first, second)
+    assert state.discontinuances[0].covers("anyone")
+    assert state.discontinuances[1].covers("bank")
+    assert not state.discontinuances[1].covers("x")
+    assert (await store.subject_states(["m-2"]))["m-2"].discontinuances == ()
+
+
+# clients
+
+
+async def test_clients_create_get_list_revoke(store: Store) -> None:
+    a = client("c-a", NOW - timedelta(days=1), role=Role.ADMIN, partners=())
+    b = client("c-b")
+    await store.create_client(b)
+    await store.create_client(a)
+    assert await store.get_client("c-b") == b
+    assert await store.get_client("nope") is None
+    assert await store.list_clients() == [a, b]  # oldest first
+    assert await store.revoke_client("c-b", NOW + timedelta(hours=1)) is True
+    assert await store.revoke_client("c-b", NOW + timedelta(hours=2)) is False  # already
+    assert await store.revoke_client("nope", NOW) is False
+    revoked = await store.get_client("c-b")
+    assert revoked is not None
+    assert revoked.revoked_at == NOW + timedelta(hours=1)
+
+
+async def test_a_duplicate_client_is_a_storage_error(store: Store) -> None:
+    await store.create_client(client("c-a"))
+    with pytest.raises(StorageError) as caught:
+        await store.create_client(client("c-a", name="other"))
+    assert isinstance(caught.value.__cause__, sqlite3.Error | asyncpg.PostgresError)
+
+
+# append-only
+
+
+@pytest.mark.parametrize("table", ["consent_events", "discontinuances"])
+@pytest.mark.parametrize("statement", ["UPDATE {t} SET subject_id = 'x'", "DELETE FROM {t}"])
+async def test_history_tables_refuse_update_and_delete(
+    store: Store, table: str, statement: str
+) -> None:
+    await store.append_consent_events([grant("m-1", "ads", NOW)])
+    await store.append_discontinuance(
+        Discontinuance(
+            subject_id="m-1", partners=None, reason="r", requested_at=NOW, recorded_by="a"
+        )
+    )
+    with pytest.raises(StorageError, match="append-only") as caught:
+        await raw_sql(store, statement.format(t=table))
+    assert caught.value.__cause__ is not None  # raised from the driver's exception
+    assert len(await raw_sql(store, f"SELECT seq FROM {table}")) == 1
+
+
+async def test_sqlite_replace_cannot_overwrite_history(store: Store) -> None:
+    if backend(store) != "sqlite":
+        pytest.skip("INSERT OR REPLACE is SQLite's")
+    await store.append_consent_events([grant("m-1", "ads", NOW)])
+    with pytest.raises(StorageError, match="append-only"):
+        await raw_sql(
+            store,
+            "INSERT OR REPLACE INTO consent_events (seq, subject_id, purpose, action,"
+            " effective_at, recorded_at, recorded_by)"
+            " VALUES (1, 'm-1', 'ads', 'withdraw', 0, 0, 'x')",
+        )
+
+
+async def test_postgres_truncate_is_refused(store: Store) -> None:
+    if backend(store) != "postgres":
+        pytest.skip("TRUNCATE is PostgreSQL's")
+    with pytest.raises(StorageError, match="append-only"):
+        await raw_sql(store, "TRUNCATE consent_events")
+
+
+# migrations
+
+
+async def test_migrations_are_recorded_once_and_reopening_is_idempotent(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.append_consent_events([grant("m-1", "ads", NOW)])
+    versions = [r[0] for r in await raw_sql(store, "SELECT version FROM schema_migrations")]
+    assert versions == [1]
+    if isinstance(store, SqliteStore):
+        again: Store = await open_test_store("sqlite", tmp_path)
+    else:
+        schema = (await raw_sql(store, "SELECT current_schema()"))[0][0]
+        again = await open_test_store("postgres", tmp_path, schema)
+    try:
+        assert len(await again.consent_history("m-1")) == 1
+        assert len(await raw_sql(again, "SELECT version FROM schema_migrations")) == 1
+    finally:
+        await again.close()
+
+
+async def test_a_newer_schema_is_refused(store: Store, tmp_path: Path) -> None:
+    await raw_sql(
+        store,
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES "
+        + ("(999, 'future', 0)" if backend(store) == "sqlite" else "(999, 'future', now())"),
+    )
+    schema = (
+        None
+        if isinstance(store, SqliteStore)
+        else (await raw_sql(store, "SELECT current_schema()"))[0][0]
+    )
+    with pytest.raises(StorageError, match="newer than this gateway"):
+        await open_test_store(backend(store), tmp_path, schema)
+
+
+@pytest.mark.postgres
+async def test_two_instances_open_one_fresh_schema_at_once(
+    pg_url: str, pg_schemas: Callable[[], str]
+) -> None:
+    schema = pg_schemas()
+    stores = await asyncio.gather(*(PostgresStore.open(pg_url, schema=schema) for _ in range(4)))
+    try:
+        await stores[0].append_consent_events([grant("m-1", "ads", NOW)])
+        assert len(await stores[3].consent_history("m-1")) == 1
+        assert len(await stores[1].execute_sql("SELECT version FROM schema_migrations")) == 1
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+@pytest.mark.postgres
+async def test_a_bad_schema_name_is_a_config_error(pg_url: str) -> None:
+    with pytest.raises(ConfigError):
+        await PostgresStore.open(pg_url, schema='x"; DROP TABLE clients; --')
+
+
+async def test_an_unreachable_database_is_a_storage_error() -> None:
+    with pytest.raises(StorageError) as caught:
+        await PostgresStore.open("postgresql://nobody@127.0.0.1:1/none")
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+# SQLite specifics
+
+
+async def test_sqlite_creates_folder_and_file_with_durable_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "gateway.sqlite3"
+    store = await SqliteStore.open(path)
+    try:
+        assert path.is_file()
+        assert (await store.execute_sql("PRAGMA journal_mode"))[0][0] == "wal"
+        assert (await store.execute_sql("PRAGMA synchronous"))[0][0] == 2  # FULL
+        assert (await store.execute_sql("PRAGMA foreign_keys"))[0][0] == 1
+    finally:
+        await store.close()
+    with pytest.raises(StorageError, match="closed"):
+        await store.consent_history("m-1")
+
+
+async def test_sqlite_unusable_path_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StorageError):
+        await SqliteStore.open(tmp_path / "file" / "gateway.sqlite3")
+
+
+async def test_sqlite_work_runs_off_the_event_loop_thread(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3")
+    try:
+        # A slow statement on the worker leaves the loop free to run other tasks meanwhile.
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        task = asyncio.create_task(ticker())
+        await store.execute_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000)"
+            " SELECT count(*) FROM n"
+        )
+        task.cancel()
+        assert ticks > 5
+    finally:
+        await store.close()
+
+
+# factory
+
+
+async def test_open_store_chooses_the_backend(tmp_path: Path) -> None:
+    store = await open_store(database_url="", sqlite_path=tmp_path / "g.sqlite3")
+    assert isinstance(store, SqliteStore)
+    await store.close()
+    with pytest.raises(ConfigError, match="unsupported scheme 'mysql'") as caught:
+        await open_store(database_url="mysql://u:secret@h/db", sqlite_path=tmp_path / "x")
+    assert "secret" not in str(caught.value)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+async def test_open_store_takes_both_postgres_schemes(pg_url: str, scheme: str) -> None:
+    url = scheme + pg_url[pg_url.index(":") :]
+    store = await open_store(database_url=url, sqlite_path=Path("unused"))
+    try:
+        assert isinstance(store, PostgresStore)
+    finally:
+        await store.close()
