@@ -366,10 +366,22 @@ async def test_open_store_chooses_the_backend(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
-async def test_open_store_takes_both_postgres_schemes(pg_url: str, scheme: str) -> None:
-    url = scheme + pg_url[pg_url.index(":") :]
+async def test_open_store_takes_both_postgres_schemes(
+    pg_url: str, pg_schema: str, scheme: str
+) -> None:
+    # Without a schema argument the store migrates the URL's current schema: make that a
+    # fresh one (asyncpg passes unknown URL parameters on as server settings).
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+    finally:
+        await conn.close()
+    sep = "&" if "?" in pg_url else "?"
+    url = scheme + pg_url[pg_url.index(":") :] + f"{sep}search_path={pg_schema}"
     store = await open_store(database_url=url, sqlite_path=Path("unused"))
     try:
         assert isinstance(store, PostgresStore)
+        assert (await store.execute_sql("SELECT current_schema()"))[0][0] == pg_schema
+        assert len(await store.execute_sql("SELECT * FROM schema_migrations")) == 1
     finally:
         await store.close()
