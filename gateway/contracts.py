@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationError
 from pydantic_core import ErrorDetails
@@ -158,6 +159,9 @@ class PartnerContract(Frozen):
 Problem = tuple[str, str]  # (dotted field, message)
 
 
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def contract_problems(contract: PartnerContract, today: date) -> list[Problem]:
     """Impossible combinations in a structurally valid contract; empty when it may be used."""
     problems = _agreement_problems(contract.agreement, today)
@@ -170,6 +174,10 @@ def contract_problems(contract: PartnerContract, today: date) -> list[Problem]:
         # Requirements: attribute estimation returns a statistical summary only; cells under
         # the minimum count would single a person out, so the contract must state the minimum.
         problems.append(("statistics.min_cell_count", "required for kind attribute_export"))
+    url = urlsplit(contract.endpoint.url)
+    if url.scheme != "https" and url.hostname not in _LOOPBACK:
+        # Personal data crosses networks only over TLS; plain http is for the local sandbox.
+        problems.append(("endpoint.url", "must be https (http only for 127.0.0.1/localhost)"))
     return problems
 
 

@@ -182,6 +182,11 @@ SEMANTIC_CASES: list[tuple[str, str, Callable[[Data], None], tuple[str, str] | N
      (f"{AD}.fields.email_sha256", "must be prehashed")),
     ("prehashed plain field", GOOGLE, put(f"{AD}.fields.email", "prehashed"),
      (f"{AD}.fields.email", "only for *_sha256")),
+    ("plain http to a real partner", GOOGLE, put("endpoint.url", "http://partner.example.com/v1"),
+     ("endpoint.url", "must be https")),
+    ("https to a real partner", GOOGLE, put("endpoint.url", "https://partner.example.com/v1"),
+     None),
+    ("plain http to localhost", GOOGLE, put("endpoint.url", "http://localhost:9000/x"), None),
 ]  # fmt: skip
 
 
