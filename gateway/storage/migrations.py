@@ -11,6 +11,9 @@ UTC, PostgreSQL as timestamptz; partners lists are JSON arrays, NULL meaning eve
                       foreign_disclosure_version, recorded_at, recorded_by      append-only
     discontinuances   seq, subject_id, partners, reason, requested_at, recorded_by  append-only
     clients           client_id, name, role, partners, key_sha256, created_at, revoked_at
+    ledger_leaves, ledger_entries, ledger_nodes, ledger_checkpoints    the transfer log:
+                      see gateway/ledger/store.py (SQLite: entries' time in microseconds,
+                      retain_until an ISO date text; PostgreSQL: timestamptz and date)
 """
 
 from __future__ import annotations
@@ -34,6 +37,118 @@ class Migration:
 _ACTION_CHECKS = """
     CHECK (action IN ('grant', 'withdraw')),
     CHECK (action = 'withdraw' OR (notice_version IS NOT NULL AND channel IS NOT NULL))"""
+
+# Migration 2: the transfer log (gateway/ledger/store.py). Level-0 nodes are not stored in
+# ledger_nodes: ledger_leaves holds every leaf hash once and the stores read level 0 there.
+_LEDGER_APPEND_ONLY = ("ledger_leaves", "ledger_nodes", "ledger_checkpoints")
+
+_SQLITE_LEDGER: tuple[str, ...] = (
+    """CREATE TABLE ledger_leaves (
+        idx INTEGER PRIMARY KEY,
+        leaf_hash BLOB NOT NULL CHECK (length(leaf_hash) = 32))""",
+    """CREATE TABLE ledger_entries (
+        idx INTEGER PRIMARY KEY,
+        leaf BLOB NOT NULL,
+        entry_id TEXT NOT NULL UNIQUE,
+        transfer_id TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        subject_id TEXT NOT NULL,
+        partner_id TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        legal_basis TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        retain_until TEXT NOT NULL)""",
+    # A SQLite index ends with the rowid (idx): (subject_id) serves `subject_id = ? AND
+    # idx > ? ORDER BY idx` as one range scan, and so on.
+    "CREATE INDEX ledger_entries_subject ON ledger_entries (subject_id)",
+    "CREATE INDEX ledger_entries_partner ON ledger_entries (partner_id)",
+    "CREATE INDEX ledger_entries_transfer ON ledger_entries (transfer_id)",
+    "CREATE INDEX ledger_entries_time ON ledger_entries (time)",
+    # Level 0 lives in ledger_leaves only: every leaf hash is stored once.
+    """CREATE TABLE ledger_nodes (
+        level INTEGER NOT NULL CHECK (level > 0),
+        idx INTEGER NOT NULL,
+        hash BLOB NOT NULL CHECK (length(hash) = 32),
+        PRIMARY KEY (level, idx)) WITHOUT ROWID""",
+    """CREATE TABLE ledger_checkpoints (
+        size INTEGER PRIMARY KEY,
+        root BLOB NOT NULL CHECK (length(root) = 32),
+        note TEXT NOT NULL,
+        created_at INTEGER NOT NULL)""",
+    *(
+        f"""CREATE TRIGGER {table}_no_{verb} BEFORE {verb.upper()} ON {table}
+            BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+        for table in _LEDGER_APPEND_ONLY
+        for verb in ("update", "delete")
+    ),
+    """CREATE TRIGGER ledger_entries_no_update BEFORE UPDATE ON ledger_entries
+        BEGIN SELECT RAISE(ABORT, 'ledger_entries is append-only'); END""",
+    # APPI Art. 29(2) / PPC Rules Art. 21: a record is kept until its retain_until; only the
+    # retention purge may delete it, and only after that day (UTC).
+    """CREATE TRIGGER ledger_entries_no_early_delete BEFORE DELETE ON ledger_entries
+        WHEN OLD.retain_until >= date('now')
+        BEGIN SELECT RAISE(ABORT, 'ledger_entries: retention period not over'); END""",
+)
+
+_POSTGRES_LEDGER: tuple[str, ...] = (
+    """CREATE TABLE ledger_leaves (
+        idx bigint PRIMARY KEY,
+        leaf_hash bytea NOT NULL CHECK (length(leaf_hash) = 32))""",
+    """CREATE TABLE ledger_entries (
+        idx bigint PRIMARY KEY,
+        leaf bytea NOT NULL,
+        entry_id text NOT NULL UNIQUE,
+        transfer_id text NOT NULL,
+        time timestamptz NOT NULL,
+        subject_id text NOT NULL,
+        partner_id text NOT NULL,
+        purpose text NOT NULL,
+        legal_basis text NOT NULL,
+        outcome text NOT NULL,
+        retain_until date NOT NULL)""",
+    # (column, idx): `column = $1 AND idx > $2 ORDER BY idx LIMIT n` is one index range scan.
+    "CREATE INDEX ledger_entries_subject ON ledger_entries (subject_id, idx)",
+    "CREATE INDEX ledger_entries_partner ON ledger_entries (partner_id, idx)",
+    "CREATE INDEX ledger_entries_transfer ON ledger_entries (transfer_id, idx)",
+    "CREATE INDEX ledger_entries_time ON ledger_entries (time)",
+    # Level 0 lives in ledger_leaves only: every leaf hash is stored once.
+    """CREATE TABLE ledger_nodes (
+        level smallint NOT NULL CHECK (level > 0),
+        idx bigint NOT NULL,
+        hash bytea NOT NULL CHECK (length(hash) = 32),
+        PRIMARY KEY (level, idx))""",
+    """CREATE TABLE ledger_checkpoints (
+        size bigint PRIMARY KEY,
+        root bytea NOT NULL CHECK (length(root) = 32),
+        note text NOT NULL,
+        created_at timestamptz NOT NULL)""",
+    # refuse_change() comes with migration 1.
+    *(
+        f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION refuse_change()"""
+        for table in _LEDGER_APPEND_ONLY
+    ),
+    # APPI Art. 29(2) / PPC Rules Art. 21: a record is kept until its retain_until; only the
+    # retention purge may delete it, and only after that day (UTC, as SQLite's date('now')).
+    """CREATE FUNCTION ledger_entries_retained() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'UPDATE' THEN
+                RAISE EXCEPTION 'ledger_entries is append-only';
+            END IF;
+            IF OLD.retain_until >= (now() AT TIME ZONE 'UTC')::date THEN
+                RAISE EXCEPTION 'ledger_entries: retention period not over';
+            END IF;
+            RETURN OLD;
+        END $$""",
+    """CREATE TRIGGER ledger_entries_retained BEFORE UPDATE OR DELETE ON ledger_entries
+        FOR EACH ROW EXECUTE FUNCTION ledger_entries_retained()""",
+    # TRUNCATE skips row triggers: refuse it outright.
+    *(
+        f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION refuse_change()"""
+        for table in (*_LEDGER_APPEND_ONLY, "ledger_entries")
+    ),
+)
 
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -77,6 +192,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             ),
         ),
     ),
+    Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _SQLITE_LEDGER),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -129,6 +245,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
             ),
         ),
     ),
+    Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _POSTGRES_LEDGER),
 )
 
 

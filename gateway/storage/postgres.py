@@ -11,12 +11,13 @@ import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
 
 from gateway.errors import ConfigError, StorageError
+from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
 from gateway.models import (
     ClientRecord,
     ConsentAction,
@@ -27,6 +28,7 @@ from gateway.models import (
 )
 from gateway.storage import ConsentRow
 from gateway.storage.migrations import POSTGRES_MIGRATIONS, SchemaTooNew, apply_postgres
+from gateway.storage.postgres_ledger import PostgresLedger
 
 # Unquoted-identifier shape: the name is interpolated into DDL, so nothing else is accepted.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -153,6 +155,7 @@ class PostgresStore:
 
     def __init__(self, *, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._ledger = PostgresLedger(pool)
 
     @classmethod
     async def open(
@@ -314,3 +317,45 @@ class PostgresStore:
                 _aware(at),
             )
         return bool(status == "UPDATE 1")
+
+    # transfer log: the LedgerStore of gateway/ledger/store.py (SQL in postgres_ledger.py)
+
+    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+        """One transaction under an advisory lock, durable on return. Raises StorageError;
+        ValueError for a leaf hash not 32 bytes or a naive time."""
+        async with _translated():
+            return await self._ledger.append(records)
+
+    async def ledger_size(self) -> int:
+        async with _translated():
+            return await self._ledger.size()
+
+    async def ledger_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Raises StorageError, also when one is missing."""
+        async with _translated():
+            return await self._ledger.nodes(keys)
+
+    async def ledger_leaves(self, start: int, end: int) -> list[StoredLeaf]:
+        async with _translated():
+            return await self._ledger.leaves(start, end)
+
+    async def ledger_add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        async with _translated():
+            await self._ledger.add_checkpoint(checkpoint)
+
+    async def ledger_checkpoints(self, *, latest_only: bool = False) -> list[StoredCheckpoint]:
+        async with _translated():
+            return await self._ledger.checkpoints(latest_only=latest_only)
+
+    async def ledger_find(self, flt: TransferFilter, *, after: int, limit: int) -> list[StoredLeaf]:
+        async with _translated():
+            return await self._ledger.find(flt, after=after, limit=limit)
+
+    async def ledger_transfer(self, transfer_id: str) -> list[StoredLeaf]:
+        async with _translated():
+            return await self._ledger.transfer(transfer_id)
+
+    async def ledger_purge(self, today: date) -> int:
+        """Raises StorageError (also when the database's clock finds an entry unexpired)."""
+        async with _translated():
+            return await self._ledger.purge(today)

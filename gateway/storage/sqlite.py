@@ -14,12 +14,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.errors import StorageError
+from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
 from gateway.models import (
     ClientRecord,
     ConsentAction,
@@ -30,6 +31,7 @@ from gateway.models import (
 )
 from gateway.storage import ConsentRow
 from gateway.storage.migrations import SQLITE_MIGRATIONS, SchemaTooNew, apply_sqlite
+from gateway.storage.sqlite_ledger import SqliteLedger
 
 T = TypeVar("T")
 
@@ -201,6 +203,7 @@ class SqliteStore:
         self._conn = conn
         self._executor = executor
         self._closed = False
+        self._ledger = SqliteLedger()  # used on the worker thread only, like the connection
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -361,6 +364,39 @@ class SqliteStore:
                 return cursor.rowcount == 1
 
         return await self._run(op)
+
+    # transfer log: the LedgerStore of gateway/ledger/store.py (SQL in sqlite_ledger.py)
+
+    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+        """One BEGIN IMMEDIATE transaction, durable on return. Raises StorageError;
+        ValueError for a leaf hash not 32 bytes or a naive time."""
+        return await self._run(partial(self._ledger.append, records=records))
+
+    async def ledger_size(self) -> int:
+        return await self._run(self._ledger.size)
+
+    async def ledger_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Raises StorageError, also when one is missing."""
+        return await self._run(partial(self._ledger.nodes, keys=keys))
+
+    async def ledger_leaves(self, start: int, end: int) -> list[StoredLeaf]:
+        return await self._run(partial(self._ledger.leaves, start=start, end=end))
+
+    async def ledger_add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        await self._run(partial(self._ledger.add_checkpoint, checkpoint=checkpoint))
+
+    async def ledger_checkpoints(self, *, latest_only: bool = False) -> list[StoredCheckpoint]:
+        return await self._run(partial(self._ledger.checkpoints, latest_only=latest_only))
+
+    async def ledger_find(self, flt: TransferFilter, *, after: int, limit: int) -> list[StoredLeaf]:
+        return await self._run(partial(self._ledger.find, flt=flt, after=after, limit=limit))
+
+    async def ledger_transfer(self, transfer_id: str) -> list[StoredLeaf]:
+        return await self._run(partial(self._ledger.transfer, transfer_id=transfer_id))
+
+    async def ledger_purge(self, today: date) -> int:
+        """Raises StorageError (also when the database's clock finds an entry unexpired)."""
+        return await self._run(partial(self._ledger.purge, today=today))
 
 
 async def _in_worker(executor: ThreadPoolExecutor, fn: Callable[[], T]) -> T:

@@ -1,0 +1,345 @@
+"""The LedgerStore contract (gateway/ledger/store.py) against SQLite and PostgreSQL alike.
+
+Proofs are computed from the stored nodes (level 0 read from ledger_leaves) and compared with
+the same proofs computed from every leaf hash; the database triggers are exercised with raw
+SQL, since no store method would ever issue the statements they refuse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import StorageError
+from gateway.ledger.store import LeafRecord, LedgerStore, StoredCheckpoint, TransferFilter
+from gateway.ledger.tree import (
+    EMPTY_ROOT,
+    TreeState,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    perfect_subtrees,
+    range_hash,
+    root_from_leaves,
+    verify_consistency,
+    verify_inclusion,
+)
+from gateway.storage import Store
+from gateway.storage.postgres import PostgresStore
+from gateway.storage.sqlite import SqliteStore
+from tests.conftest import open_test_store
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+EXPIRED = date(2020, 1, 1)  # before any date these tests run on
+KEPT = date(2999, 1, 1)
+TODAY = datetime.now(UTC).date()  # the databases' triggers compare with the UTC date
+PARTNERS = ("google-customer-match", "sample-fraud-provider")
+PURPOSES = ("ad_customer_match", "fraud_check")
+BASES = ("consent", "laws_and_regulations")
+OUTCOMES = ("allowed", "denied", "delivered")
+
+
+def record(n: int, *, retain: date = KEPT, transfer: str | None = None) -> LeafRecord:
+    """Entry n of a deterministic log: fields cycle with different periods."""
+    leaf = f'{{"entry":{n}}}'.encode()
+    return LeafRecord(
+        leaf=leaf,
+        leaf_hash=leaf_hash(leaf),
+        entry_id=f"e-{n:06d}",
+        transfer_id=transfer or f"t-{n // 10}",
+        time=T0 + timedelta(minutes=n),
+        subject_id=f"s-{n % 7}",
+        partner_id=PARTNERS[n % 2],
+        purpose=PURPOSES[n % 3 % 2],
+        legal_basis=BASES[n % 5 % 2],
+        outcome=OUTCOMES[n % 3],
+        retain_until=retain,
+    )
+
+
+async def append_in_batches(store: LedgerStore, records: Sequence[LeafRecord], seed: int) -> None:
+    rnd = random.Random(seed)
+    done = 0
+    while done < len(records):
+        batch = records[done : done + rnd.randint(1, 9)]
+        assert await store.ledger_append(batch) == done
+        done += len(batch)
+
+
+def ledger_of(store: Store) -> LedgerStore:
+    assert isinstance(store, SqliteStore | PostgresStore)
+    return store
+
+
+async def raw_sql(store: LedgerStore, sql: str) -> list[Any]:
+    assert isinstance(store, SqliteStore | PostgresStore)
+    return list(await store.execute_sql(sql))
+
+
+@pytest.fixture
+def ledger(store: Store) -> LedgerStore:
+    return ledger_of(store)
+
+
+# appends, leaves, nodes
+
+
+async def test_an_empty_log(ledger: LedgerStore) -> None:
+    assert await ledger.ledger_size() == 0
+    assert await ledger.ledger_leaves(0, 10) == []
+    assert await ledger.ledger_nodes([]) == {}
+    assert await ledger.ledger_checkpoints() == []
+    assert await ledger.ledger_checkpoints(latest_only=True) == []
+    assert await ledger.ledger_find(TransferFilter(), after=-1, limit=10) == []
+
+
+async def test_appends_take_consecutive_indexes(ledger: LedgerStore) -> None:
+    records = [record(n) for n in range(13)]
+    assert await ledger.ledger_append(records[:5]) == 0
+    assert await ledger.ledger_append(records[5:6]) == 5
+    assert await ledger.ledger_append(records[6:]) == 6
+    assert await ledger.ledger_size() == 13
+    leaves = await ledger.ledger_leaves(0, 20)
+    assert [(x.index, x.leaf_hash, x.leaf) for x in leaves] == [
+        (n, r.leaf_hash, r.leaf) for n, r in enumerate(records)
+    ]
+    assert [x.index for x in await ledger.ledger_leaves(3, 6)] == [3, 4, 5]
+
+
+async def test_every_complete_node_is_stored(ledger: LedgerStore) -> None:
+    records = [record(n) for n in range(21)]
+    await append_in_batches(ledger, records, seed=1)
+    _, expected = TreeState().extend([r.leaf_hash for r in records])
+    keys = [(level, index) for level, index, _ in expected]
+    assert await ledger.ledger_nodes(keys) == {(lvl, idx): h for lvl, idx, h in expected}
+    for missing in [(0, 21), (1, 10), (4, 1), (5, 0)]:
+        with pytest.raises(StorageError, match="no node"):
+            await ledger.ledger_nodes([(0, 0), missing])
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+async def test_proofs_from_stored_nodes_match_proofs_from_all_leaves(
+    ledger: LedgerStore, seed: int
+) -> None:
+    total = 70
+    records = [record(n) for n in range(total)]
+    await append_in_batches(ledger, records, seed)
+    hashes = [r.leaf_hash for r in records]
+
+    def reference(start: int, end: int) -> bytes:
+        return root_from_leaves(hashes[start:end])
+
+    for size in range(1, total + 1):
+        keys = sorted({k for s, e in _ranges(size) for k in perfect_subtrees(s, e)})
+        stored = _subtrees(await ledger.ledger_nodes(keys))
+        root = stored(0, size)
+        assert root == reference(0, size)
+        for index in range(size):
+            proof = inclusion_proof(index, size, stored)
+            assert proof == inclusion_proof(index, size, reference)
+            assert verify_inclusion(hashes[index], index, size, proof, root)
+        for old in range(size + 1):
+            proof = consistency_proof(old, size, stored)
+            assert proof == consistency_proof(old, size, reference)
+            old_root = reference(0, old) if old else EMPTY_ROOT
+            assert verify_consistency(old, size, proof, old_root, root)
+
+
+def _subtrees(nodes: dict[tuple[int, int], bytes]) -> Callable[[int, int], bytes]:
+    return lambda start, end: range_hash(start, end, lambda *key: nodes[key])
+
+
+def _ranges(size: int) -> set[tuple[int, int]]:
+    """Every range the proof algorithms ask for in a tree of `size` (and the root)."""
+    asked: set[tuple[int, int]] = {(0, size)}
+
+    def note(start: int, end: int) -> bytes:
+        asked.add((start, end))
+        return bytes(32)
+
+    for index in range(size):
+        inclusion_proof(index, size, note)
+    for old in range(size + 1):
+        consistency_proof(old, size, note)
+    return asked
+
+
+async def test_a_second_writer_on_the_same_database_extends_the_same_tree(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two store instances, each with its own cached frontier, appending in turn: each must
+    notice the other's appends and reload its frontier."""
+    schema = None
+    if isinstance(store, PostgresStore):
+        schema = (await store.execute_sql("SELECT current_schema()"))[0][0]
+    backend = "sqlite" if isinstance(store, SqliteStore) else "postgres"
+    other = ledger_of(await open_test_store(backend, tmp_path, schema))
+    try:
+        records = [record(n) for n in range(40)]
+        writers = [ledger_of(store), other]
+        rnd = random.Random(3)
+        done = 0
+        while done < len(records):
+            batch = records[done : done + rnd.randint(1, 6)]
+            assert await writers[rnd.randrange(2)].ledger_append(batch) == done
+            done += len(batch)
+        _, expected = TreeState().extend([r.leaf_hash for r in records])
+        keys = [(lvl, idx) for lvl, idx, _ in expected]
+        assert await other.ledger_nodes(keys) == {(lvl, idx): h for lvl, idx, h in expected}
+    finally:
+        assert isinstance(other, SqliteStore | PostgresStore)
+        await other.close()
+
+
+async def test_a_failed_append_leaves_nothing_behind(ledger: LedgerStore) -> None:
+    await ledger.ledger_append([record(0), record(1), record(2)])
+    duplicate = record(1)
+    with pytest.raises(StorageError):
+        await ledger.ledger_append([record(3), duplicate])  # entry_id e-000001 again
+    with pytest.raises(ValueError, match="32 bytes"):
+        await ledger.ledger_append([LeafRecord(**{**_fields(record(3)), "leaf_hash": b"x"})])
+    naive = LeafRecord(**{**_fields(record(3)), "time": datetime(2026, 1, 1)})
+    with pytest.raises(ValueError, match="naive"):
+        await ledger.ledger_append([naive])
+    assert await ledger.ledger_size() == 3
+    assert await ledger.ledger_append([record(3), record(4)]) == 3
+    _, expected = TreeState().extend([record(n).leaf_hash for n in range(5)])
+    assert await ledger.ledger_nodes([(2, 0), (0, 4)]) == {
+        (lvl, idx): h for lvl, idx, h in expected if (lvl, idx) in {(2, 0), (0, 4)}
+    }
+
+
+def _fields(r: LeafRecord) -> dict[str, Any]:
+    return {name: getattr(r, name) for name in LeafRecord.__slots__}
+
+
+# checkpoints
+
+
+async def test_checkpoints_one_per_size(ledger: LedgerStore) -> None:
+    def cp(size: int, note: str) -> StoredCheckpoint:
+        return StoredCheckpoint(size, hashlib.sha256(note.encode()).digest(), note, T0)
+
+    await ledger.ledger_add_checkpoint(cp(5, "five"))
+    await ledger.ledger_add_checkpoint(cp(2, "two"))
+    await ledger.ledger_add_checkpoint(cp(5, "five again"))  # ignored
+    assert await ledger.ledger_checkpoints() == [cp(2, "two"), cp(5, "five")]
+    assert await ledger.ledger_checkpoints(latest_only=True) == [cp(5, "five")]
+
+
+# queries
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        TransferFilter(),
+        TransferFilter(subject_id="s-3"),
+        TransferFilter(partner_id=PARTNERS[1]),
+        TransferFilter(purpose=PURPOSES[1], outcome="denied"),
+        TransferFilter(legal_basis=BASES[1]),
+        TransferFilter(since=T0 + timedelta(minutes=10), until=T0 + timedelta(minutes=31)),
+        TransferFilter(subject_id="s-1", partner_id=PARTNERS[0], since=T0),
+        TransferFilter(subject_id="nobody"),
+    ],
+)
+async def test_find_filters_and_pages(ledger: LedgerStore, flt: TransferFilter) -> None:
+    records = [record(n) for n in range(45)]
+    await append_in_batches(ledger, records, seed=5)
+    expected = [n for n, r in enumerate(records) if _matches(r, flt)]
+    pages: list[int] = []
+    after = -1
+    while page := await ledger.ledger_find(flt, after=after, limit=4):
+        assert len(page) <= 4
+        pages.extend(x.index for x in page)
+        for x in page:
+            assert (x.leaf, x.leaf_hash) == (records[x.index].leaf, records[x.index].leaf_hash)
+        after = page[-1].index
+    assert pages == expected
+
+
+def _matches(r: LeafRecord, flt: TransferFilter) -> bool:
+    equal = ("subject_id", "partner_id", "purpose", "legal_basis", "outcome")
+    if any(getattr(flt, f) is not None and getattr(flt, f) != getattr(r, f) for f in equal):
+        return False
+    return (flt.since is None or r.time >= flt.since) and (flt.until is None or r.time < flt.until)
+
+
+async def test_a_transfer_is_its_entries_in_order(ledger: LedgerStore) -> None:
+    await ledger.ledger_append([record(0, transfer="a"), record(1, transfer="b")])
+    await ledger.ledger_append([record(2, transfer="a")])
+    assert [x.index for x in await ledger.ledger_transfer("a")] == [0, 2]
+    assert await ledger.ledger_transfer("none") == []
+
+
+# append-only triggers and retention
+
+
+REFUSED = [
+    "UPDATE ledger_leaves SET leaf_hash = leaf_hash",
+    "DELETE FROM ledger_leaves",
+    "UPDATE ledger_nodes SET hash = hash",
+    "DELETE FROM ledger_nodes",
+    "UPDATE ledger_checkpoints SET note = note",
+    "DELETE FROM ledger_checkpoints",
+    "UPDATE ledger_entries SET outcome = outcome",
+    "UPDATE ledger_entries SET retain_until = retain_until WHERE retain_until < '2021-01-01'",
+    "DELETE FROM ledger_entries WHERE retain_until > '2021-01-01'",
+]
+
+
+@pytest.mark.parametrize("sql", REFUSED)
+async def test_history_cannot_be_rewritten(ledger: LedgerStore, sql: str) -> None:
+    await ledger.ledger_append([record(n, retain=EXPIRED if n % 2 else KEPT) for n in range(4)])
+    await ledger.ledger_add_checkpoint(StoredCheckpoint(4, bytes(32), "note", T0))
+    before = await ledger.ledger_leaves(0, 4)
+    with pytest.raises(StorageError, match=r"append-only|retention"):
+        await raw_sql(ledger, sql)
+    assert await ledger.ledger_leaves(0, 4) == before
+    assert len(await ledger.ledger_nodes([(2, 0)])) == 1
+
+
+async def test_postgres_refuses_truncate(ledger: LedgerStore) -> None:
+    if not isinstance(ledger, PostgresStore):
+        pytest.skip("TRUNCATE is PostgreSQL's")
+    for table in ("ledger_leaves", "ledger_entries", "ledger_nodes", "ledger_checkpoints"):
+        with pytest.raises(StorageError, match="append-only"):
+            await raw_sql(ledger, f"TRUNCATE {table} CASCADE")
+
+
+async def test_sqlite_insert_or_replace_cannot_overwrite(ledger: LedgerStore) -> None:
+    if not isinstance(ledger, SqliteStore):
+        pytest.skip("INSERT OR REPLACE is SQLite's")
+    await ledger.ledger_append([record(0), record(1)])
+    with pytest.raises(StorageError, match="append-only"):
+        await raw_sql(ledger, "INSERT OR REPLACE INTO ledger_leaves VALUES (0, zeroblob(32))")
+    with pytest.raises(StorageError, match="retention"):
+        await raw_sql(ledger, "REPLACE INTO ledger_entries SELECT * FROM ledger_entries")
+
+
+async def test_purge_removes_only_expired_content(ledger: LedgerStore) -> None:
+    records = [record(n, retain=EXPIRED if n % 3 == 0 else KEPT) for n in range(20)]
+    await append_in_batches(ledger, records, seed=9)
+    assert await ledger.ledger_purge(TODAY) == 7
+    assert await ledger.ledger_purge(TODAY) == 0
+    leaves = await ledger.ledger_leaves(0, 20)
+    assert [x.leaf is None for x in leaves] == [n % 3 == 0 for n in range(20)]
+    assert [x.leaf_hash for x in leaves] == [r.leaf_hash for r in records]
+    found = await ledger.ledger_find(TransferFilter(), after=-1, limit=100)
+    assert [x.index for x in found] == [n for n in range(20) if n % 3]
+    _, expected = TreeState().extend([r.leaf_hash for r in records])
+    keys = [(lvl, idx) for lvl, idx, _ in expected]
+    assert await ledger.ledger_nodes(keys) == {(lvl, idx): h for lvl, idx, h in expected}
+
+
+async def test_purge_with_a_clock_ahead_of_the_database_is_refused(ledger: LedgerStore) -> None:
+    await ledger.ledger_append([record(0, retain=EXPIRED), record(1, retain=date(2998, 1, 1))])
+    with pytest.raises(StorageError, match="retention"):
+        await ledger.ledger_purge(KEPT)
+    assert all(x.leaf is not None for x in await ledger.ledger_leaves(0, 2))  # all or nothing
