@@ -1,0 +1,371 @@
+"""The Ledger service over real stores: group commit, checkpoints, proofs, stop and purge."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import StorageError
+from gateway.keyring import Keyring, init_keyring
+from gateway.ledger.checkpoint import open_note
+from gateway.ledger.service import Ledger
+from gateway.ledger.store import LeafRecord, LedgerStore, StoredCheckpoint
+from gateway.ledger.tree import (
+    EMPTY_ROOT,
+    consistency_proof,
+    inclusion_proof,
+    root_from_leaves,
+    verify_consistency,
+    verify_inclusion,
+)
+from gateway.storage import Store
+from gateway.storage.postgres import PostgresStore
+from gateway.storage.sqlite import SqliteStore
+from tests.integration.test_ledger_store import EXPIRED, TODAY, record
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+ORIGIN = "gateway.test/transfer-log"
+
+
+class CountingStore:
+    """The store, with every ledger_append call's size recorded (and optionally failing)."""
+
+    def __init__(self, inner: LedgerStore) -> None:
+        self.inner = inner
+        self.appends: list[int] = []
+        self.node_reads: list[list[tuple[int, int]]] = []
+        self.fail_next: Exception | None = None
+
+    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+        self.appends.append(len(records))
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+        return await self.inner.ledger_append(records)
+
+    async def ledger_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        self.node_reads.append(list(keys))
+        return await self.inner.ledger_nodes(keys)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class Ticks:
+    """An injectable sleep that returns only when the test calls `tick()`."""
+
+    def __init__(self) -> None:
+        self.slept: list[float] = []
+        self._go = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await self._go.wait()
+        self._go.clear()
+
+    async def tick(self) -> None:
+        self._go.set()
+        await settle()
+
+
+async def settle() -> None:
+    """Let the ledger's tasks run until they wait on something outside the loop, and then
+    some: store calls go to a thread or a socket."""
+    for _ in range(5):
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def keyring(tmp_path: Path) -> Keyring:
+    return init_keyring(tmp_path / "keys", NOW)[0]
+
+
+@pytest.fixture
+def counting(store: Store) -> CountingStore:
+    assert isinstance(store, SqliteStore | PostgresStore)
+    return CountingStore(store)
+
+
+@pytest.fixture
+def ticks() -> Ticks:
+    return Ticks()
+
+
+def make_ledger(counting: CountingStore, keyring: Keyring, ticks: Ticks, **kw: Any) -> Ledger:
+    options: dict[str, Any] = {"checkpoint_every": 10_000, "checkpoint_seconds": 30.0}
+    return Ledger(
+        store=counting,
+        keyring=keyring,
+        origin=ORIGIN,
+        clock=lambda: NOW,
+        sleep=ticks.sleep,
+        **(options | kw),
+    )
+
+
+@pytest.fixture
+async def ledger(counting: CountingStore, keyring: Keyring, ticks: Ticks) -> AsyncIterator[Ledger]:
+    service = make_ledger(counting, keyring, ticks)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def records(start: int, count: int, **kw: Any) -> list[LeafRecord]:
+    return [record(n, **kw) for n in range(start, start + count)]
+
+
+def opened(ledger: Ledger, checkpoint: StoredCheckpoint) -> tuple[int, bytes]:
+    parsed = open_note(checkpoint.note, ledger.verifier_key(), origin=ORIGIN)
+    assert (parsed.size, parsed.root) == (checkpoint.size, checkpoint.root)
+    return parsed.size, parsed.root
+
+
+# group commit
+
+
+async def test_a_burst_of_appends_is_one_transaction_at_consecutive_indexes(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    sizes = [1 + n % 4 for n in range(200)]
+    starts = [sum(sizes[:n]) for n in range(200)]
+    calls = [ledger.append(records(start, size)) for start, size in zip(starts, sizes, strict=True)]
+    assert await asyncio.gather(*calls) == starts
+    assert counting.appends == [sum(sizes)]
+    leaves = await counting.ledger_leaves(0, sum(sizes))
+    assert [x.leaf for x in leaves] == [r.leaf for r in records(0, sum(sizes))]
+
+
+async def test_a_lone_writer_is_committed_at_once_each_time(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    for n in range(5):
+        assert await asyncio.wait_for(ledger.append([record(n)]), timeout=5) == n
+    assert counting.appends == [1] * 5
+
+
+async def test_max_batch_bounds_a_transaction_but_never_splits_a_call(
+    counting: CountingStore, keyring: Keyring, ticks: Ticks
+) -> None:
+    ledger = make_ledger(counting, keyring, ticks, max_batch=10)
+    await ledger.start()
+    try:
+        sizes = [4, 4, 4, 25, 3, 4]
+        starts = [sum(sizes[:n]) for n in range(len(sizes))]
+        calls = [ledger.append(records(s, n)) for s, n in zip(starts, sizes, strict=True)]
+        assert await asyncio.gather(*calls) == starts
+    finally:
+        await ledger.stop()
+    assert counting.appends == [8, 4, 25, 7]
+
+
+async def test_a_failed_transaction_fails_every_call_in_it(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    await ledger.append(records(0, 2))
+    calls = [ledger.append(records(2, 3)), ledger.append([record(1)]), ledger.append([record(9)])]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert [type(r) for r in results] == [StorageError] * 3  # e-000001 is already logged
+    assert await counting.ledger_size() == 2
+    counting.fail_next = StorageError("disk full")
+    with pytest.raises(StorageError, match="disk full"):
+        await ledger.append(records(2, 1))
+    assert await ledger.append(records(2, 3)) == 2  # the cached tree was not advanced
+    assert await ledger.root(5) == root_from_leaves([r.leaf_hash for r in records(0, 5)])
+
+
+async def test_a_call_cancelled_before_it_was_taken_is_dropped(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    doomed = asyncio.create_task(ledger.append([record(0)]))
+    kept = asyncio.create_task(ledger.append([record(1)]))
+    await asyncio.sleep(0)  # both queued; the appender has not run yet
+    doomed.cancel()
+    assert await kept == 0
+    assert [x.leaf for x in await counting.ledger_leaves(0, 5)] == [record(1).leaf]
+
+
+async def test_appends_need_a_running_ledger(counting: CountingStore, keyring: Keyring) -> None:
+    ledger = Ledger(store=counting, keyring=keyring, origin=ORIGIN, clock=lambda: NOW)
+    with pytest.raises(RuntimeError):
+        await ledger.append([record(0)])
+    await ledger.start()
+    with pytest.raises(ValueError, match="nothing"):
+        await ledger.append([])
+    await ledger.stop()
+    with pytest.raises(RuntimeError):
+        await ledger.append([record(0)])
+
+
+# checkpoints
+
+
+async def test_a_checkpoint_follows_every_n_entries(
+    counting: CountingStore, keyring: Keyring, ticks: Ticks
+) -> None:
+    ledger = make_ledger(counting, keyring, ticks, checkpoint_every=10)
+    await ledger.start()
+    await ledger.append(records(0, 6))
+    await settle()
+    assert await ledger.latest_checkpoint() is None
+    await ledger.append(records(6, 4))
+    await settle()
+    latest = await ledger.latest_checkpoint()
+    assert latest is not None
+    assert opened(ledger, latest)[0] == 10
+    await ledger.append(records(10, 5))
+    await settle()
+    assert [c.size for c in await counting.ledger_checkpoints()] == [10]
+    await ledger.stop()  # the log grew: a final checkpoint
+    assert [c.size for c in await counting.ledger_checkpoints()] == [10, 15]
+
+
+async def test_a_checkpoint_follows_each_period_in_which_the_log_grew(
+    ledger: Ledger, counting: CountingStore, ticks: Ticks
+) -> None:
+    await settle()
+    assert ticks.slept == [30.0]
+    await ticks.tick()
+    assert await counting.ledger_checkpoints() == []  # nothing appended yet
+    await ledger.append(records(0, 3))
+    await ticks.tick()
+    await ticks.tick()
+    checkpoints = await counting.ledger_checkpoints()
+    assert [c.size for c in checkpoints] == [3]
+    assert opened(ledger, checkpoints[0])[1] == root_from_leaves(
+        [r.leaf_hash for r in records(0, 3)]
+    )
+
+
+async def test_stop_commits_what_is_queued_and_signs_a_final_checkpoint(
+    counting: CountingStore, keyring: Keyring, ticks: Ticks
+) -> None:
+    ledger = make_ledger(counting, keyring, ticks)
+    await ledger.start()
+    calls = [asyncio.create_task(ledger.append([record(n)])) for n in range(50)]
+    await asyncio.sleep(0)
+    await ledger.stop()
+    assert sorted([await call for call in calls]) == list(range(50))
+    latest = await ledger.latest_checkpoint()
+    assert latest is not None
+    size, root = opened(ledger, latest)
+    assert size == 50
+    assert root == root_from_leaves([r.leaf_hash for r in records(0, 50)])
+    await ledger.stop()  # a second stop is harmless
+
+
+async def test_checkpoint_returns_the_latest_when_it_covers_the_log(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    empty = await ledger.checkpoint()
+    assert opened(ledger, empty) == (0, EMPTY_ROOT)
+    await ledger.append(records(0, 4))
+    first = await ledger.checkpoint()
+    assert await ledger.checkpoint() == first
+    assert [c.size for c in await counting.ledger_checkpoints()] == [0, 4]
+    assert first.created_at == NOW
+
+
+async def test_checkpoints_cover_entries_appended_by_another_writer(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    await ledger.append(records(0, 2))
+    await counting.inner.ledger_append(records(2, 5))  # as another process would
+    checkpoint = await ledger.checkpoint()
+    assert opened(ledger, checkpoint)[0] == 7
+    proof = await ledger.inclusion_proof(6, 7)
+    assert verify_inclusion(record(6).leaf_hash, 6, 7, proof, checkpoint.root)
+
+
+# proofs
+
+
+async def test_proofs_match_the_reference_and_verify(ledger: Ledger) -> None:
+    total = 37
+    for start in range(0, total, 5):
+        await ledger.append(records(start, min(5, total - start)))
+    hashes = [r.leaf_hash for r in records(0, total)]
+
+    def reference(start: int, end: int) -> bytes:
+        return root_from_leaves(hashes[start:end])
+
+    for size in range(1, total + 1):
+        root = await ledger.root(size)
+        assert root == reference(0, size)
+        for index in range(0, size, 3):
+            proof = await ledger.inclusion_proof(index, size)
+            assert proof == inclusion_proof(index, size, reference)
+            assert verify_inclusion(hashes[index], index, size, proof, root)
+        for old in range(0, size + 1, 4):
+            proof = await ledger.consistency_proof(old, size)
+            assert proof == consistency_proof(old, size, reference)
+            assert verify_consistency(old, size, proof, reference(0, old), root)
+
+
+@pytest.mark.parametrize(
+    ("call", "args"),
+    [
+        ("inclusion_proof", (3, 3)),
+        ("inclusion_proof", (-1, 2)),
+        ("inclusion_proof", (0, 6)),
+        ("consistency_proof", (3, 2)),
+        ("consistency_proof", (-1, 2)),
+        ("consistency_proof", (1, 6)),
+        ("root", (6,)),
+        ("root", (-1,)),
+    ],
+)
+async def test_proofs_outside_the_log_are_refused(
+    ledger: Ledger, call: str, args: tuple[int, ...]
+) -> None:
+    await ledger.append(records(0, 5))
+    with pytest.raises(ValueError):
+        await getattr(ledger, call)(*args)
+
+
+async def test_one_store_round_trip_per_proof(ledger: Ledger, counting: CountingStore) -> None:
+    await ledger.append(records(0, 1000))
+    counting.node_reads.clear()
+    await ledger.inclusion_proof(777, 1000)
+    await ledger.consistency_proof(333, 1000)
+    assert len(counting.node_reads) == 2
+    assert all(len(keys) <= 2 * 10 for keys in counting.node_reads)  # O(log n) nodes
+
+
+# retention
+
+
+async def test_after_a_purge_proofs_and_checkpoints_still_verify(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    old = records(0, 9, retain=EXPIRED)
+    await ledger.append(old)
+    before = await ledger.checkpoint()
+    assert await counting.ledger_purge(TODAY) == 9
+    assert all(x.leaf is None for x in await counting.ledger_leaves(0, 9))
+    await ledger.append(records(9, 4))
+    after = await ledger.checkpoint()
+    (old_size, old_root), (new_size, new_root) = opened(ledger, before), opened(ledger, after)
+    proof = await ledger.consistency_proof(old_size, new_size)
+    assert verify_consistency(old_size, new_size, proof, old_root, new_root)
+    for index, r in enumerate(old):
+        path = await ledger.inclusion_proof(index, new_size)
+        assert verify_inclusion(r.leaf_hash, index, new_size, path, new_root)
+
+
+async def test_constructor_checks(counting: CountingStore, keyring: Keyring) -> None:
+    bad_options: list[dict[str, Any]] = [
+        {"checkpoint_every": 0},
+        {"checkpoint_seconds": 0},
+        {"max_batch": 0},
+    ]
+    for bad in bad_options:
+        with pytest.raises(ValueError):
+            Ledger(store=counting, keyring=keyring, origin=ORIGIN, clock=lambda: NOW, **bad)
+    with pytest.raises(ValueError):
+        Ledger(store=counting, keyring=keyring, origin="has space", clock=lambda: NOW)
