@@ -34,16 +34,16 @@ from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite import connect as sqlite_connect
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-PURPOSES = frozenset({"ad_customer_match", "fraud_check", "attribute_estimation"})
+PURPOSES = frozenset({"ad_customer_match", "fraud_detection", "attribute_estimation"})
 CHUNK = 1 << 16
 BAD_LINES = (
     b'{"subject_id": "m-1", "purpose": "ad_customer_match", "action": "gra',
     b'{"subject_id": "m-1", "purpose": "astrology", "action": "withdraw"}',
-    b'{"subject_id": "m-1", "purpose": "fraud_check", "action": "grant",'
+    b'{"subject_id": "m-1", "purpose": "fraud_detection", "action": "grant",'
     b' "obtained_at": "2026-01-01T00:00:00Z", "channel": "web"}',
-    b'{"subject_id": "m-1", "purpose": "fraud_check", "action": "withdraw",'
+    b'{"subject_id": "m-1", "purpose": "fraud_detection", "action": "withdraw",'
     b' "withdrawn_at": "2030-01-01T00:00:00Z"}',
-    b'{"subject_id": "m-1", "purpose": "fraud_check", "action": "withdraw", "email": "x"}',
+    b'{"subject_id": "m-1", "purpose": "fraud_detection", "action": "withdraw", "email": "x"}',
 )
 
 

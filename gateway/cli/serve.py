@@ -7,6 +7,7 @@ import asyncio
 import os
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from gateway.logconfig import configure_logging
@@ -45,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     loop = asyncio.new_event_loop()
     app = loop.run_until_complete(_build(settings))  # fails here, before binding, on bad config
-    web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None)
+    structlog.get_logger("gateway").info("listening", host=args.host, port=args.port)
+    web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None, print=None)
     return 0
