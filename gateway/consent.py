@@ -31,8 +31,8 @@ MAX_REJECTED_DETAILS = 1000
 MAX_LINE_BYTES = 64 * 1024
 # Rows per store transaction. Random-order subjects touch about one index page per row, so on
 # SQLite (synchronous=FULL) the commit's page writes dominate: measured on the 2-core reference
-# machine, 1M lines took ~45 s in 5,000-row batches and ~20 s in 50,000-row ones. The price is
-# ~25 MB of rows held and a store busy ~0.5 s per batch (bench/consent_import.py).
+# machine, 1M lines took 45-58 s in 5,000-row batches and 22-26 s in 50,000-row ones. The price
+# is ~25 MB of rows held and a store busy ~0.5 s per batch (bench/consent_import.py).
 DEFAULT_BATCH_SIZE = 50_000
 
 
