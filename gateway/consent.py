@@ -379,9 +379,10 @@ class _Importer:
     def take(self, raw: bytes | None) -> None:
         """Raises ValidationFailed when a CSV header is unusable (the whole import stops)."""
         self.number += 1
-        if raw is None or len(raw) > MAX_LINE_BYTES:
-            self.lines += 1
-            return self._reject(RejectCode.LINE_TOO_LONG, f"over {MAX_LINE_BYTES} bytes")
+        if raw is None or len(raw) > MAX_LINE_BYTES:  # measured like the splitter: raw bytes
+            return self._too_long()
+        if self.number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Excel's CSV)
+            raw = raw[3:]
         if raw[-1:] == b"\r":
             raw = raw[:-1]
         if not raw or raw.isspace():
@@ -409,6 +410,15 @@ class _Importer:
             self.withdrawn += 1
         return None
 
+    def _too_long(self) -> None:
+        if self.csv and self.columns is None:
+            raise ValidationFailed(
+                "the CSV header row is too long",
+                errors=[FieldError("/columns", f"over {MAX_LINE_BYTES} bytes")],
+            )
+        self.lines += 1
+        self._reject(RejectCode.LINE_TOO_LONG, f"over {MAX_LINE_BYTES} bytes")
+
     def _reject(self, code: RejectCode, reason: str) -> None:
         self.rejected += 1
         if len(self.details) < MAX_REJECTED_DETAILS:
@@ -416,7 +426,7 @@ class _Importer:
 
     def _header(self, text: str | None) -> None:
         """Raises ValidationFailed naming the unusable columns."""
-        names = _csv_cells(text.removeprefix("\ufeff")) if text is not None else None
+        names = None if text is None else _csv_cells(text)
         if names is None:
             raise ValidationFailed(
                 "the CSV header row is not readable",

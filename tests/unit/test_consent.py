@@ -273,6 +273,17 @@ async def test_an_unusable_csv_header_refuses_the_whole_import(header: str, mess
     assert PII not in caught.value.detail
 
 
+async def test_a_csv_header_too_long_refuses_the_import() -> None:
+    header = "subject_id,purpose,action," + "x" * consent.MAX_LINE_BYTES
+    with pytest.raises(ValidationFailed, match="too long"):
+        await run_import((header + "\nm-1,ads,withdraw\n").encode(), "csv")
+
+
+async def test_a_jsonl_bom_is_ignored() -> None:
+    result, _ = await run_import(b"\xef\xbb\xbf" + jsonl(GRANT))
+    assert (result.granted, result.rejected) == (1, 0)
+
+
 async def test_an_empty_csv_or_jsonl_imports_nothing() -> None:
     for fmt in ("csv", "jsonl"):
         result, store = await run_import(b"\n\n  \n", fmt)
@@ -386,6 +397,7 @@ POOL: list[bytes] = [
     b"   ",
     b'{"subject_id": "\xe5\xba\x97\xff"}',
     b"x" * 300,  # over the (patched) line limit
+    b" " * 300,  # too long even though blank
 ]
 
 
@@ -410,7 +422,7 @@ def test_chunking_never_changes_the_result(
         pieces = asyncio.run(run_import(chunked(data, cuts)))
     assert pieces[0] == whole[0]
     assert pieces[1].rows == whole[1].rows
-    assert whole[0].lines == sum(1 for line in lines if line.strip())
+    assert whole[0].lines == sum(1 for line in lines if line.strip() or len(line) > 200)
 
 
 # Values a field may take: valid ones, and every kind of wrong one.
