@@ -12,6 +12,7 @@ import structlog
 
 from gateway.contracts import load_contracts
 from gateway.keyring import init_keyring
+from gateway.ledger.service import Ledger
 from gateway.settings import Settings
 from gateway.storage import Store
 from gateway.storage.factory import open_store
@@ -41,11 +42,24 @@ async def open_services(settings: Settings) -> Services:
     for key in created:
         log.info("key_created", purpose=key.purpose, kid=key.kid, keys_dir=str(settings.keys_dir))
     store = await open_storage(settings)
+    ledger = Ledger(
+        store=store,
+        keyring=keyring,
+        origin=settings.log_origin,
+        clock=utc_now,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_seconds=settings.checkpoint_seconds,
+    )
     log.info(
         "services_ready",
         partners=sorted(contracts),
         backend="postgresql" if settings.database_url else "sqlite",
     )
     return Services(
-        settings=settings, store=store, contracts=contracts, keyring=keyring, clock=utc_now
+        settings=settings,
+        store=store,
+        contracts=contracts,
+        keyring=keyring,
+        ledger=ledger,
+        clock=utc_now,
     )

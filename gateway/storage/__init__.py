@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, TypeAlias
 
+from gateway.ledger.store import LedgerStore
 from gateway.models import ClientRecord, ConsentEvent, Discontinuance, SubjectState
 
 # One consent event as a bare tuple, for bulk imports where building a model per line would
@@ -55,5 +56,5 @@ class ClientStore(Protocol):
         """Marks the client revoked; False when there is no such active client."""
 
 
-class Store(ConsentStore, ClientStore, Protocol):
+class Store(ConsentStore, ClientStore, LedgerStore, Protocol):
     async def close(self) -> None: ...

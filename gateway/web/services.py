@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.contracts import PartnerContract
 from gateway.keyring import Keyring
+from gateway.ledger.service import Ledger
 from gateway.settings import Settings
 from gateway.storage import Store
 
@@ -22,6 +23,7 @@ class Services:
     store: Store
     contracts: Mapping[str, PartnerContract]
     keyring: Keyring
+    ledger: Ledger
     clock: Clock
 
     @property

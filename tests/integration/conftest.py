@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.contracts import load_contracts
 from gateway.keyring import init_keyring
+from gateway.ledger.service import Ledger
 from gateway.models import Role
 from gateway.settings import Settings
 from gateway.storage import Store
@@ -61,11 +62,13 @@ async def api(store: Store, tmp_path: Path) -> AsyncIterator[Api]:
         max_json_bytes=MAX_JSON_BYTES,
     )
     keyring, _ = init_keyring(settings.keys_dir, NOW)
+    ledger = Ledger(store=store, keyring=keyring, origin=settings.log_origin, clock=lambda: NOW)
     services = Services(
         settings=settings,
         store=store,
         contracts=load_contracts(settings.partners_dir, NOW.date()),
         keyring=keyring,
+        ledger=ledger,
         clock=lambda: NOW,
     )
     keys: dict[Role, str] = {}

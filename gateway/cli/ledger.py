@@ -1,0 +1,134 @@
+"""`gateway ledger`: verify the transfer log, export it, make a checkpoint, purge expired content.
+
+`verify` exits 0 when the log verifies, 1 naming the first entry or checkpoint that fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gateway.keyring import init_keyring
+from gateway.ledger.checkpoint import verifier_key
+from gateway.ledger.export import (
+    entry_line,
+    prepare_export,
+    read_checkpoints,
+    read_leaves,
+    read_meta,
+)
+from gateway.ledger.service import Ledger
+from gateway.ledger.store import LedgerStore
+from gateway.ledger.verify import Report, Verifier
+from gateway.runtime import open_storage, utc_now
+from gateway.settings import Settings
+
+CHUNK = 50_000
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser("ledger", help="the transfer log")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="recompute the tree and check every checkpoint (exit 1 on failure)"
+    )
+    verify.add_argument("--offline", type=Path, metavar="DIR", help="verify an export instead")
+    verify.add_argument(
+        "--key", action="append", default=[], help="trusted verifier key (offline: overrides DIR's)"
+    )
+    verify.set_defaults(func=lambda a: asyncio.run(_verify(a)))
+    export = actions.add_parser("export", help="write entries and checkpoints to a new folder")
+    export.add_argument("dir", type=Path)
+    export.set_defaults(func=lambda a: asyncio.run(_export(a.dir)))
+    checkpoint = actions.add_parser("checkpoint", help="sign a checkpoint covering every entry")
+    checkpoint.set_defaults(func=lambda a: asyncio.run(_checkpoint()))
+    purge = actions.add_parser("purge", help="remove content past its retention date")
+    purge.set_defaults(func=lambda a: asyncio.run(_purge()))
+
+
+def _vkeys(settings: Settings) -> list[str]:
+    ring, _ = init_keyring(settings.keys_dir, utc_now())
+    return [verifier_key(settings.log_origin, pk) for pk in ring.signing_public_keys()]
+
+
+def _print(report: Report) -> int:
+    if report.failure is not None:
+        print(f"FAILED: {report.failure}", file=sys.stderr)
+        return 1
+    print(
+        f"ok: {report.entries} entries ({report.purged} purged after retention), "
+        f"{report.checkpoints} checkpoints verified"
+    )
+    return 0
+
+
+async def _verify_store(store: LedgerStore, verifier: Verifier) -> Report:
+    size = await store.ledger_size()
+    for start in range(0, size, CHUNK):
+        if not verifier.feed(await store.ledger_leaves(start, min(start + CHUNK, size))):
+            break
+    return verifier.finish()
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(os.environ)
+    if args.offline is not None:
+        origin, keys = read_meta(args.offline)
+        verifier = Verifier(read_checkpoints(args.offline), vkeys=args.key or keys, origin=origin)
+        verifier.feed(read_leaves(args.offline))
+        return _print(verifier.finish())
+    store = await open_storage(settings)
+    try:
+        checkpoints = await store.ledger_checkpoints()
+        verifier = Verifier(
+            checkpoints, vkeys=args.key or _vkeys(settings), origin=settings.log_origin
+        )
+        return _print(await _verify_store(store, verifier))
+    finally:
+        await store.close()
+
+
+async def _export(directory: Path) -> int:
+    settings = Settings.from_env(os.environ)
+    store = await open_storage(settings)
+    try:
+        checkpoints = await store.ledger_checkpoints()
+        path = prepare_export(
+            directory, checkpoints, vkeys=_vkeys(settings), origin=settings.log_origin
+        )
+        size = await store.ledger_size()
+        with path.open("w") as out:
+            for start in range(0, size, CHUNK):
+                for leaf in await store.ledger_leaves(start, min(start + CHUNK, size)):
+                    out.write(entry_line(leaf))
+    finally:
+        await store.close()
+    print(f"exported {size} entries and {len(checkpoints)} checkpoints to {directory}")
+    return 0
+
+
+async def _checkpoint() -> int:
+    settings = Settings.from_env(os.environ)
+    store = await open_storage(settings)
+    ring, _ = init_keyring(settings.keys_dir, utc_now())
+    ledger = Ledger(store=store, keyring=ring, origin=settings.log_origin, clock=utc_now)
+    try:
+        checkpoint = await ledger.checkpoint()
+    finally:
+        await store.close()
+    sys.stdout.write(checkpoint.note)
+    return 0
+
+
+async def _purge() -> int:
+    store = await open_storage(Settings.from_env(os.environ))
+    try:
+        removed = await store.ledger_purge(utc_now().date())
+    finally:
+        await store.close()
+    print(f"purged the content of {removed} entries past retention; their leaf hashes remain")
+    return 0

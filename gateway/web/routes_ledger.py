@@ -1,0 +1,192 @@
+"""The transfer log for auditors (role compliance): checkpoints, the verifier key, entries and
+RFC 9162 proofs, in the shapes an independent verifier expects.
+
+Proofs do not fix a tree size by themselves (RFC 9162 §2.1.3.2): a client takes the size and
+root from a signed checkpoint and asks for proofs against exactly that size.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from gateway.errors import FieldError, NotFound, ValidationFailed
+from gateway.ledger.store import StoredCheckpoint
+from gateway.models import Role
+from gateway.web.endpoints import Caller, Endpoint, QueryParam
+from gateway.web.problems import model_response
+from gateway.web.services import SERVICES
+
+COMPLIANCE = frozenset({Role.COMPLIANCE})
+MAX_ENTRIES_PAGE = 1000
+_INT = {"type": "integer", "minimum": 0}
+
+
+class LedgerEntry(BaseModel):
+    index: int
+    leaf: str | None  # base64 of the canonical JSON; null once retention purged it
+    leaf_hash: str  # base64
+
+
+class EntriesPage(BaseModel):
+    entries: list[LedgerEntry]
+
+
+class Proof(BaseModel):
+    hashes: list[str]  # base64, RFC 9162 §2.1.3 / §2.1.4 order
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def int_param(request: web.Request, name: str) -> int:
+    """A required non-negative integer query parameter. Raises ValidationFailed."""
+    raw = request.query.get(name)
+    if raw is None or not raw.isdigit():
+        raise ValidationFailed(
+            f"query parameter {name} must be a non-negative integer",
+            errors=[FieldError.query(name, "a non-negative integer is required")],
+        )
+    return int(raw)
+
+
+def note_response(checkpoint: StoredCheckpoint) -> web.Response:
+    return web.Response(text=checkpoint.note, content_type="text/plain", charset="utf-8")
+
+
+async def get_checkpoint(request: web.Request, caller: Caller) -> web.StreamResponse:
+    checkpoint = await request.app[SERVICES].ledger.latest_checkpoint()
+    if checkpoint is None:
+        raise NotFound("no checkpoint has been made yet; POST to this endpoint to make one")
+    return note_response(checkpoint)
+
+
+async def post_checkpoint(request: web.Request, caller: Caller) -> web.StreamResponse:
+    return note_response(await request.app[SERVICES].ledger.checkpoint())
+
+
+async def get_key(request: web.Request, caller: Caller) -> web.StreamResponse:
+    vkey = request.app[SERVICES].ledger.verifier_key()
+    return web.Response(text=vkey + "\n", content_type="text/plain", charset="utf-8")
+
+
+async def get_entries(request: web.Request, caller: Caller) -> web.StreamResponse:
+    start, end = int_param(request, "start"), int_param(request, "end")
+    store = request.app[SERVICES].store
+    size = await store.ledger_size()
+    if not start < end <= size or end - start > MAX_ENTRIES_PAGE:
+        raise ValidationFailed(
+            f"need start < end <= {size} (the log's size), at most {MAX_ENTRIES_PAGE} entries",
+            errors=[FieldError.query("end", f"at most {min(size, start + MAX_ENTRIES_PAGE)}")],
+        )
+    leaves = await store.ledger_leaves(start, end)
+    entries = [
+        LedgerEntry(
+            index=lf.index,
+            leaf=b64(lf.leaf) if lf.leaf is not None else None,
+            leaf_hash=b64(lf.leaf_hash),
+        )
+        for lf in leaves
+    ]
+    return model_response(EntriesPage(entries=entries))
+
+
+async def get_inclusion(request: web.Request, caller: Caller) -> web.StreamResponse:
+    index, size = int_param(request, "index"), int_param(request, "size")
+    try:
+        hashes = await request.app[SERVICES].ledger.inclusion_proof(index, size)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"no inclusion proof for index {index} in a tree of size {size}: {exc}",
+            errors=[FieldError.query("index", "must be below size; size at most the log's")],
+        ) from exc
+    return model_response(Proof(hashes=[b64(h) for h in hashes]))
+
+
+async def get_consistency(request: web.Request, caller: Caller) -> web.StreamResponse:
+    old, new = int_param(request, "from"), int_param(request, "to")
+    try:
+        hashes = await request.app[SERVICES].ledger.consistency_proof(old, new)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"no consistency proof from {old} to {new}: {exc}",
+            errors=[FieldError.query("to", "need from <= to <= the log's size")],
+        ) from exc
+    return model_response(Proof(hashes=[b64(h) for h in hashes]))
+
+
+_TEXT = "text/plain"
+ENDPOINTS = [
+    Endpoint(
+        method="GET",
+        path="/v1/ledger/checkpoint",
+        handler=get_checkpoint,
+        tag="ledger",
+        summary="The latest signed checkpoint (C2SP tlog-checkpoint in a signed note)",
+        roles=COMPLIANCE,
+        response_media=_TEXT,
+    ),
+    Endpoint(
+        method="POST",
+        path="/v1/ledger/checkpoint",
+        handler=post_checkpoint,
+        tag="ledger",
+        summary="Sign a checkpoint covering every entry so far, and return it",
+        roles=COMPLIANCE,
+        response_media=_TEXT,
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/ledger/key",
+        handler=get_key,
+        tag="ledger",
+        summary="The log's verifier key in signed-note form (name+keyid+base64key)",
+        roles=COMPLIANCE,
+        response_media=_TEXT,
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/ledger/entries",
+        handler=get_entries,
+        tag="ledger",
+        summary="Log entries [start, end): base64 canonical JSON leaves (RFC 8785)",
+        roles=COMPLIANCE,
+        response_model=EntriesPage,
+        query=(
+            QueryParam("start", "first index", _INT, required=True),
+            QueryParam("end", f"index after the last (at most {MAX_ENTRIES_PAGE})", _INT, True),
+        ),
+        example_query={"start": "0", "end": "1"},
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/ledger/proofs/inclusion",
+        handler=get_inclusion,
+        tag="ledger",
+        summary="RFC 9162 §2.1.3 inclusion proof of leaf `index` in the tree of `size`",
+        roles=COMPLIANCE,
+        response_model=Proof,
+        query=(
+            QueryParam("index", "leaf index", _INT, required=True),
+            QueryParam("size", "tree size, from a signed checkpoint", _INT, required=True),
+        ),
+        example_query={"index": "0", "size": "1"},
+    ),
+    Endpoint(
+        method="GET",
+        path="/v1/ledger/proofs/consistency",
+        handler=get_consistency,
+        tag="ledger",
+        summary="RFC 9162 §2.1.4 consistency proof between two tree sizes",
+        roles=COMPLIANCE,
+        response_model=Proof,
+        query=(
+            QueryParam("from", "older tree size", _INT, required=True),
+            QueryParam("to", "newer tree size", _INT, required=True),
+        ),
+        example_query={"from": "0", "to": "1"},
+    ),
+]

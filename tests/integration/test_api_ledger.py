@@ -1,0 +1,174 @@
+"""The transfer log over HTTP, checked the way an outside auditor would: verifier key, signed
+checkpoints, entries, RFC 9162 proofs, transfer receipts, filters and the Art. 33(5) report."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+from gateway.ledger.checkpoint import open_note
+from gateway.ledger.tree import leaf_hash, verify_consistency, verify_inclusion
+from gateway.models import ConsentAction, ConsentEvent, Role, SubjectState
+from tests.integration.conftest import NOW, Api
+from tests.integration.ledger_fixtures import record_transfer
+
+GOOGLE = "google-customer-match"
+
+
+def _consented(subject_id: str) -> SubjectState:
+    grant = ConsentEvent(
+        subject_id=subject_id,
+        purpose="ad_customer_match",
+        action=ConsentAction.GRANT,
+        effective_at=datetime(2026, 4, 1, tzinfo=NOW.tzinfo),
+        notice_version="n1",
+        channel="web",
+        foreign_disclosure_version="us-google-2025-04",
+        recorded_at=NOW,
+        recorded_by="test",
+    )
+    return SubjectState(subject_id=subject_id, consents={"ad_customer_match": grant})
+
+
+async def _seed(api: Api) -> list[str]:
+    contract = api.services.contracts[GOOGLE]
+    people = [_consented("m-1"), SubjectState(subject_id="m-2"), _consented("m-3")]
+    ids = [await record_transfer(api.services.ledger, contract, people, now=NOW)]
+    ids.append(await record_transfer(api.services.ledger, contract, people[:1], now=NOW))
+    return ids
+
+
+async def _text(api: Api, method: str, path: str) -> str:
+    resp = await api.call(method, path, role=Role.COMPLIANCE)
+    assert resp.status == 200, await resp.text()
+    return await resp.text()
+
+
+async def _json(api: Api, path: str) -> Any:
+    return json.loads(await _text(api, "GET", path))
+
+
+def _b64(s: str) -> bytes:
+    return base64.b64decode(s)
+
+
+async def test_checkpoints_verify_under_the_published_key(api: Api) -> None:
+    await _seed(api)
+    vkey = (await _text(api, "GET", "/v1/ledger/key")).strip()
+    note = await _text(api, "POST", "/v1/ledger/checkpoint")
+    checkpoint = open_note(note, vkey, origin=api.services.settings.log_origin)
+    assert checkpoint.size == 4
+    assert await _text(api, "GET", "/v1/ledger/checkpoint") == note
+
+
+async def test_every_entry_is_provably_in_the_tree(api: Api) -> None:
+    await _seed(api)
+    vkey = (await _text(api, "GET", "/v1/ledger/key")).strip()
+    first = open_note(await _text(api, "POST", "/v1/ledger/checkpoint"), vkey)
+    await record_transfer(
+        api.services.ledger, api.services.contracts[GOOGLE], [_consented("m-4")], now=NOW
+    )
+    second = open_note(await _text(api, "POST", "/v1/ledger/checkpoint"), vkey)
+    page = await _json(api, f"/v1/ledger/entries?start=0&end={second.size}")
+    assert [e["index"] for e in page["entries"]] == list(range(second.size))
+    for entry in page["entries"]:
+        leaf = _b64(entry["leaf"])
+        assert leaf_hash(leaf) == _b64(entry["leaf_hash"])
+        proof = await _json(
+            api, f"/v1/ledger/proofs/inclusion?index={entry['index']}&size={second.size}"
+        )
+        hashes = [_b64(h) for h in proof["hashes"]]
+        assert verify_inclusion(leaf_hash(leaf), entry["index"], second.size, hashes, second.root)
+    proof = await _json(api, f"/v1/ledger/proofs/consistency?from={first.size}&to={second.size}")
+    hashes = [_b64(h) for h in proof["hashes"]]
+    assert verify_consistency(first.size, second.size, hashes, first.root, second.root)
+
+
+async def test_entries_hold_field_names_never_values(api: Api) -> None:
+    await _seed(api)
+    page = await _json(api, "/v1/ledger/entries?start=0&end=3")
+    entries = [json.loads(_b64(e["leaf"])) for e in page["entries"]]
+    allowed, denied = entries[0], entries[1]
+    assert allowed["outcome"] == "allowed"
+    assert allowed["items"] == [{"field": "email", "transform": "sha256"}]
+    assert allowed["fields_dropped"] == ["nickname"]
+    assert allowed["partner"]["name"] == "Google LLC"
+    assert allowed["evidence"]["notice_version"] == "n1"
+    assert allowed["recording"]["retain_until"] == "2029-11-24"
+    assert denied["outcome"] == "denied"
+    assert "consent_missing" in {r["code"] for r in denied["reasons"]}
+
+
+async def test_a_transfer_receipt_is_checkable_by_anyone(api: Api) -> None:
+    transfer_id, _ = await _seed(api)
+    receipt = await _json(api, f"/v1/transfers/{transfer_id}")
+    checkpoint = open_note(receipt["checkpoint"], receipt["verifier_key"])
+    assert len(receipt["entries"]) == 3
+    for entry in receipt["entries"]:
+        proof = entry["inclusion_proof"]
+        assert proof["tree_size"] == checkpoint.size
+        hashes = [_b64(h) for h in proof["hashes"]]
+        leaf = leaf_hash(_b64(entry["leaf"]))
+        assert verify_inclusion(leaf, entry["index"], checkpoint.size, hashes, checkpoint.root)
+        assert entry["entry"]["transfer_id"] == transfer_id
+    resp = await api.call("GET", "/v1/transfers/unknown", role=Role.COMPLIANCE)
+    assert resp.status == 404
+
+
+async def test_filters_and_cursor_pagination(api: Api) -> None:
+    await _seed(api)
+    by_subject = await _json(api, "/v1/transfers?subject_id=m-1")
+    assert [t["subject"]["id"] for t in by_subject["transfers"]] == ["m-1", "m-1"]
+    denied = await _json(api, "/v1/transfers?outcome=denied")
+    assert [t["subject"]["id"] for t in denied["transfers"]] == ["m-2"]
+    seen, cursor = [], None
+    while True:
+        page = await _json(api, "/v1/transfers?limit=1" + (f"&cursor={cursor}" if cursor else ""))
+        seen += [t["index"] for t in page["transfers"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [0, 1, 2, 3]
+    later = await _json(api, "/v1/transfers?since=2030-01-01T00:00:00Z")
+    assert later["transfers"] == []
+
+
+async def test_streamed_csv_and_jsonl(api: Api) -> None:
+    await _seed(api)
+    rows = list(csv.DictReader(io.StringIO(await _text(api, "GET", "/v1/transfers?format=csv"))))
+    assert [r["subject_id"] for r in rows] == ["m-1", "m-2", "m-3", "m-1"]
+    assert rows[0]["items"] == "email:sha256"
+    lines = (await _text(api, "GET", f"/v1/transfers?format=jsonl&partner={GOOGLE}")).splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2, 3]
+
+
+async def test_disclosure_report_lists_provisions_not_refusals(api: Api) -> None:
+    await _seed(api)
+    report = await _json(api, "/v1/subjects/m-1/disclosures")
+    assert len(report["provisions"]) == 2
+    first = report["provisions"][0]
+    assert first["recipient"]["name"] == "Google LLC"
+    assert first["items"] == ["email"]
+    assert first["legal_basis"] == "consent"
+    assert (await _json(api, "/v1/subjects/m-2/disclosures"))["provisions"] == []
+
+
+async def test_bad_ledger_parameters_are_422(api: Api) -> None:
+    await _seed(api)
+    for path, parameter in [
+        ("/v1/ledger/proofs/inclusion?index=9&size=4", "index"),
+        ("/v1/ledger/proofs/inclusion?index=0", "size"),
+        ("/v1/ledger/proofs/consistency?from=3&to=99", "to"),
+        ("/v1/ledger/entries?start=2&end=1", "end"),
+        ("/v1/transfers?outcome=lost", "outcome"),
+        ("/v1/transfers?since=yesterday", "since"),
+        ("/v1/transfers?limit=0", "limit"),
+    ]:
+        resp = await api.call("GET", path, role=Role.COMPLIANCE)
+        assert resp.status == 422, path
+        body = await resp.json(content_type=None)
+        assert body["errors"][0]["parameter"] == parameter, path

@@ -1,0 +1,183 @@
+"""`gateway ledger verify`, `export` and `verify --offline` as processes, against a SQLite log
+that the test then tampers with directly (triggers dropped first, as an attacker would)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.contracts import load_contract
+from gateway.keyring import init_keyring
+from gateway.ledger.checkpoint import checkpoint_body, sign_note
+from gateway.ledger.service import Ledger
+from gateway.models import SubjectState
+from gateway.settings import Settings
+from gateway.storage.sqlite import SqliteStore
+from tests.integration.conftest import NOW, REPO
+from tests.integration.ledger_fixtures import record_transfer
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        GATEWAY_HOME=str(tmp_path / "var"),
+        GATEWAY_KEYS_DIR=str(tmp_path / "keys"),
+        GATEWAY_PARTNERS_DIR=str(REPO / "partners"),
+    )
+    return env
+
+
+def _gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def _build_log(settings: Settings) -> None:
+    store = await SqliteStore.open(settings.sqlite_path)
+    ring, _ = init_keyring(settings.keys_dir, NOW)
+    ledger = Ledger(store=store, keyring=ring, origin=settings.log_origin, clock=lambda: NOW)
+    contract = load_contract(REPO / "partners" / "google-customer-match.toml", NOW.date())
+    people = [SubjectState(subject_id=f"m-{i}") for i in range(10)]
+    try:
+        await ledger.start()
+        for size in (3, 4, 3):
+            await record_transfer(ledger, contract, people[:size], now=NOW)
+            await ledger.checkpoint()
+        await record_transfer(ledger, contract, people[:2], now=NOW)  # after the last checkpoint
+        await ledger.stop()  # the final checkpoint covers all 12
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def log_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    env = _env(tmp_path)
+    settings = Settings.from_env(env)
+    asyncio.run(_build_log(settings))
+    return env, settings.sqlite_path
+
+
+def _tamper(db: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        triggers = [
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")
+        ]
+        for name in triggers:
+            conn.execute(f"DROP TRIGGER {name}")
+        for sql, params in statements:
+            conn.execute(sql, params)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_an_intact_log_verifies(log_env: tuple[dict[str, str], Path]) -> None:
+    env, _ = log_env
+    result = _gateway("ledger", "verify", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: 12 entries")
+
+
+def _leaf(db: Path, index: int) -> bytes:
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT leaf FROM ledger_entries WHERE idx = ?", (index,)).fetchone()
+    finally:
+        conn.close()
+    return bytes(row[0])
+
+
+def test_a_changed_byte_is_named(log_env: tuple[dict[str, str], Path]) -> None:
+    env, db = log_env
+    leaf = _leaf(db, 5).replace(b'"m-2"', b'"m-9"')
+    _tamper(db, ("UPDATE ledger_entries SET leaf = ? WHERE idx = 5", (leaf,)))
+    result = _gateway("ledger", "verify", env=env)
+    assert result.returncode == 1
+    assert "entry 5: content does not match its leaf hash" in result.stderr
+
+
+def test_a_deleted_row_is_named(log_env: tuple[dict[str, str], Path]) -> None:
+    env, db = log_env
+    _tamper(
+        db,
+        ("DELETE FROM ledger_entries WHERE idx = 4", ()),
+        ("DELETE FROM ledger_leaves WHERE idx = 4", ()),
+    )
+    result = _gateway("ledger", "verify", env=env)
+    assert result.returncode == 1
+    assert "entry 4: missing" in result.stderr
+
+
+def test_a_reordered_pair_is_caught(log_env: tuple[dict[str, str], Path]) -> None:
+    env, db = log_env
+    swaps = []
+    for table in ("ledger_entries", "ledger_leaves"):
+        swaps += [
+            (f"UPDATE {table} SET idx = -1 WHERE idx = 1", ()),
+            (f"UPDATE {table} SET idx = 1 WHERE idx = 2", ()),
+            (f"UPDATE {table} SET idx = 2 WHERE idx = -1", ()),
+        ]
+    _tamper(db, *swaps)
+    result = _gateway("ledger", "verify", env=env)
+    assert result.returncode == 1
+    assert "checkpoint 3: root does not match" in result.stderr
+
+
+def test_a_forged_checkpoint_is_caught(
+    log_env: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, db = log_env
+    settings = Settings.from_env(env)
+    forged_root = bytes(32)
+    note = sign_note(
+        checkpoint_body(settings.log_origin, 7, forged_root),
+        settings.log_origin,
+        Ed25519PrivateKey.generate(),
+    )
+    _tamper(
+        db, ("UPDATE ledger_checkpoints SET note = ?, root = ? WHERE size = 7", (note, forged_root))
+    )
+    result = _gateway("ledger", "verify", env=env)
+    assert result.returncode == 1
+    assert "checkpoint 7: signed note does not verify" in result.stderr
+
+
+def test_export_then_offline_verify_and_tamper(
+    log_env: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, _ = log_env
+    out = tmp_path / "export"
+    exported = _gateway("ledger", "export", str(out), env=env)
+    assert exported.returncode == 0, exported.stderr
+    offline_env = {k: v for k, v in env.items() if k != "GATEWAY_HOME"}
+    offline_env["GATEWAY_HOME"] = str(tmp_path / "nowhere")  # no database needed
+    ok = _gateway("ledger", "verify", "--offline", str(out), env=offline_env)
+    assert ok.returncode == 0, ok.stderr
+    assert "12 entries" in ok.stdout
+    assert not (tmp_path / "nowhere").exists()
+
+    lines = (out / "entries.jsonl").read_text().splitlines()
+    row = json.loads(lines[8])
+    row["leaf_hash"] = row["leaf_hash"][:-4] + (
+        "AAA=" if row["leaf_hash"][-4:] != "AAA=" else "BBB="
+    )
+    lines[8] = json.dumps(row)
+    (out / "entries.jsonl").write_text("\n".join(lines) + "\n")
+    bad = _gateway("ledger", "verify", "--offline", str(out), env=offline_env)
+    assert bad.returncode == 1
+    assert "entry 8: content does not match its leaf hash" in bad.stderr
