@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.consent import DEFAULT_BATCH_SIZE, ImportResult, import_consents
+from gateway.consent_import import DEFAULT_BATCH_SIZE, ImportResult, import_consents
 from gateway.storage import ConsentRow, ConsentStore
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from gateway.consent import (
+    SUBJECT_ID_PATTERN,
     DiscontinuanceBody,
     GrantBody,
-    ImportResult,
     discontinuance,
     grant_event,
-    import_consents,
     withdraw_event,
 )
+from gateway.consent_import import ImportResult, import_consents
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.models import ConsentEvent, Discontinuance, Role
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import model_response, read_model, require_media
 from gateway.web.services import SERVICES
 
-_SUBJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 IMPORT_MEDIA = ("application/x-ndjson", "application/jsonl", "text/csv")
 
 
@@ -39,7 +37,7 @@ class SubjectConsents(BaseModel):
 def subject_id_of(request: web.Request) -> str:
     """The `{subject_id}` path value. Raises ValidationFailed if it is not a member id."""
     subject_id = request.match_info["subject_id"]
-    if not _SUBJECT_RE.match(subject_id):
+    if not SUBJECT_ID_PATTERN.fullmatch(subject_id):
         raise ValidationFailed(
             "subject_id must be 1-128 characters: letters, digits and . _ : @ -",
             errors=[FieldError("/subject_id", "not a valid subject id")],

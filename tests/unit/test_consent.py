@@ -16,18 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway import consent
+from gateway import consent, consent_import
 from gateway.consent import (
-    MAX_REJECTED_DETAILS,
     DiscontinuanceBody,
     GrantBody,
-    ImportResult,
-    RejectCode,
     discontinuance,
     grant_event,
-    import_consents,
     withdraw_event,
 )
+from gateway.consent_import import MAX_REJECTED_DETAILS, ImportResult, RejectCode, import_consents
 from gateway.errors import StorageError, ValidationFailed
 from gateway.models import ConsentAction, ConsentEvent, Discontinuance, SubjectState
 from gateway.storage import ConsentRow
@@ -274,7 +271,7 @@ async def test_an_unusable_csv_header_refuses_the_whole_import(header: str, mess
 
 
 async def test_a_csv_header_too_long_refuses_the_import() -> None:
-    header = "subject_id,purpose,action," + "x" * consent.MAX_LINE_BYTES
+    header = "subject_id,purpose,action," + "x" * consent_import.MAX_LINE_BYTES
     with pytest.raises(ValidationFailed, match="too long"):
         await run_import((header + "\nm-1,ads,withdraw\n").encode(), "csv")
 
@@ -291,7 +288,7 @@ async def test_an_empty_csv_or_jsonl_imports_nothing() -> None:
 
 
 CSV_HEADER = "subject_id,purpose,action,obtained_at,notice_version,channel"
-LONG = json.dumps({**GRANT, "channel": "w" * consent.MAX_LINE_BYTES})
+LONG = json.dumps({**GRANT, "channel": "w" * consent_import.MAX_LINE_BYTES})
 
 REJECTIONS: list[tuple[str, bytes | dict[str, Any] | str, RejectCode]] = [
     ("jsonl", b'{"subject_id": "m-\xff1"}', RejectCode.INVALID_UTF8),
@@ -417,7 +414,7 @@ def test_chunking_never_changes_the_result(
     lines: list[bytes], crlf: bool, final_newline: bool, cuts: list[int]
 ) -> None:
     data = (b"\r\n" if crlf else b"\n").join(lines) + (b"\n" if final_newline else b"")
-    with mock.patch.object(consent, "MAX_LINE_BYTES", 200):
+    with mock.patch.object(consent_import, "MAX_LINE_BYTES", 200):
         whole = asyncio.run(run_import(data))
         pieces = asyncio.run(run_import(chunked(data, cuts)))
     assert pieces[0] == whole[0]
@@ -514,11 +511,11 @@ def test_the_import_accepts_exactly_what_the_api_models_accept(record: dict[str,
     expected = reference(record)
     reason = ""
     try:
-        checked: ConsentRow | None = consent._row(record, PURPOSES, NOW)
-    except consent._Reject as exc:
+        checked: ConsentRow | None = consent_import._row(record, PURPOSES, NOW)
+    except consent_import._Reject as exc:
         checked, reason = None, exc.reason
     assert PII not in reason
-    fast = consent._quick_row(record, PURPOSES, NOW)
+    fast = consent_import._quick_row(record, PURPOSES, NOW)
     assert (checked is None) == (expected is None)
     if expected is not None:
         assert checked is not None
