@@ -207,7 +207,9 @@ ENDPOINTS = [
         summary="Stream grants and withdrawals as JSONL or CSV",
         description="One grant or withdrawal per line (CSV: a header row). Answers counts and "
         "the rejected lines with reasons (the first 1,000; `rejected` counts them all). The "
-        "body is streamed: it has no size limit and memory does not grow with it.",
+        "body is streamed: it has no size limit and memory does not grow with it. Lines are "
+        "committed in batches as they arrive: a failed import can be re-sent whole, which leaves "
+        "every current state as it was and appends the lines to the history again.",
         roles=ADMIN,
         request_media=IMPORT_MEDIA,
         response_model=ImportResult,
