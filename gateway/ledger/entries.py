@@ -61,6 +61,10 @@ def retain_until(
     return years_after(last, 3 if method is RecordingMethod.COMBINED else 1)
 
 
+def _value(member: StrEnum | None) -> str | None:
+    return None if member is None else member.value
+
+
 def _partner(contract: PartnerContract) -> dict[str, str]:
     entity = contract.legal_entity
     return {
@@ -96,13 +100,14 @@ def provision_entry(
         "partner": _partner(contract),
         "purpose": decision.purpose,
         "legal_basis": decision.legal_basis.value,
-        "cross_border_basis": decision.cross_border_basis,
-        "data_category": decision.data_category,
+        # Plain strings, not enums: canonicalize's fast path takes exact JSON types only.
+        "cross_border_basis": _value(decision.cross_border_basis),
+        "data_category": _value(decision.data_category),
         # Art. 29 applies to exempt provisions too: flagged, never skipped (requirements rule 7).
         "exempt": decision.legal_basis in ART27_1_EXCEPTIONS | NOT_THIRD_PARTY,
         "evidence": dict(decision.evidence),
         "subject": {"id": decision.subject_id, "key": subject_key},
-        "items": [{"field": f, "transform": transforms[f]} for f in decision.fields_sent],
+        "items": [{"field": f, "transform": transforms[f].value} for f in decision.fields_sent],
         "fields_dropped": list(decision.fields_dropped),
         "payload_sha256": payload_sha256,
         "rule_ids": list(decision.rule_ids),

@@ -120,3 +120,35 @@ def test_chunked_feeding_gives_the_same_answer() -> None:
     for start in range(0, 40, 3):
         assert verifier.feed(LEAVES[start : start + 3])
     assert verifier.finish().ok
+
+
+def test_log_entries_take_the_canonical_fast_path() -> None:
+    """Entries are plain JSON types, so appends canonicalize on the fast path (bench: ledger)."""
+    from datetime import date
+
+    from gateway.contracts import load_contract
+    from gateway.ledger.canonical import canonicalize_general, fast_path_applies
+    from gateway.ledger.entries import Outcome, provision_entry
+    from gateway.models import LegalBasis, SubjectState
+    from gateway.policy import ProvisionItem, decide
+    from tests.integration.conftest import REPO
+
+    contract = load_contract(REPO / "partners" / "google-customer-match.toml", date(2026, 11, 24))
+    item = ProvisionItem(
+        subject_id="m-1",
+        purpose="ad_customer_match",
+        legal_basis=LegalBasis.CONSENT,
+        fields=("email",),
+    )
+    decision = decide(item, contract, SubjectState(subject_id="m-1"), NOW)
+    entry = provision_entry(
+        decision=decision.model_copy(update={"allowed": True, "fields_sent": ("email",)}),
+        contract=contract,
+        outcome=Outcome.ALLOWED,
+        transfer_id="t",
+        entry_id="e",
+        time=NOW,
+        subject_key="k:00",
+    )
+    assert fast_path_applies(entry)
+    assert canonicalize_general(entry).startswith(b'{"cross_border_basis":"foreign_consent"')
