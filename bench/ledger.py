@@ -1,0 +1,428 @@
+"""Transfer-log throughput and latency against the database's floor, per backend.
+
+    .venv/bin/python bench/ledger.py [--entries 200000] [--backend sqlite|postgres|both]
+        [--writers 50] [--per-call 10] [--ids uuid4|uuid7] [--build-processes 0]
+        [--database-url URL]
+
+Per backend, in one run:
+
+(a) floor: the same rows (a realistic 1.1 KB leaf and the entry's query columns) inserted into
+    a plain table (primary key only: no secondary index, trigger or tree) in transactions of
+    1,000, durably (SQLite: the store's own connection and pragmas, executemany; PostgreSQL:
+    one COPY per transaction, the fastest bulk path of asyncpg). Rows/s.
+(b) gateway: `--writers` tasks each building transfers of `--per-call` entries with
+    `gateway.ledger.entries.provision_entry` (a real `decide()` decision for
+    partners/google-customer-match.toml), `to_record` (RFC 8785 + SHA-256), and appending each
+    transfer with `Ledger.append` (group commit, checkpoints every 10,000). Entries/s, end to
+    end; and the same with the records built before the clock starts (the log's own capacity).
+    `--build-processes N` builds in N processes instead of on the event loop; `--ids uuid7`
+    uses time-ordered entry and transfer ids (RFC 9562) instead of the uuid4 the code uses.
+(c) one writer alone: one append of one entry at a time; p50/p99 ms until durable.
+(d) `Ledger.inclusion_proof` at the final size for 2,000 random indexes; p50/p99 ms.
+
+Targets (issue): >= 50,000 entries/s on SQLite and >= 30,000/s on PostgreSQL, a lone writer
+durable within 10 ms, inclusion proofs p99 < 2 ms. PostgreSQL runs in a fresh schema, dropped
+afterwards (default URL: $GATEWAY_TEST_DATABASE_URL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from gateway.contracts import PartnerContract, load_contract
+from gateway.keyring import init_keyring
+from gateway.ledger.canonical import fast_path_applies
+from gateway.ledger.entries import Outcome, provision_entry, to_record
+from gateway.ledger.service import Ledger
+from gateway.ledger.store import LeafRecord
+from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
+from gateway.policy import Decision, ProvisionItem, decide
+from gateway.storage.postgres import PostgresStore
+from gateway.storage.sqlite import SqliteStore
+from gateway.storage.sqlite import connect as sqlite_connect
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+PURPOSE = "ad_customer_match"
+FLOOR_BATCH = 1_000
+FLOOR_TABLE = """CREATE TABLE bench_floor (idx {int} PRIMARY KEY, leaf {blob}, entry_id text,
+    transfer_id text, time {time}, subject_id text, partner_id text, purpose text,
+    legal_basis text, outcome text, retain_until {date})"""
+Store = SqliteStore | PostgresStore
+
+
+def uuid7() -> str:
+    """RFC 9562 §5.7: 48-bit Unix milliseconds, version 7, 74 random bits: ids that sort by
+    creation time, so their index grows at its right edge."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant
+    return str(uuid.UUID(int=value))
+
+
+IDS: dict[str, Callable[[], str]] = {"uuid4": lambda: str(uuid.uuid4()), "uuid7": uuid7}
+
+
+class Builder:
+    """Transfers of realistic entries: one decide() per run, one entry per subject."""
+
+    def __init__(self, contract: PartnerContract, ids: str = "uuid4", *, seed: int = 1) -> None:
+        self.contract = contract
+        self.rnd = random.Random(seed)
+        self.new_id = IDS[ids]
+        grant = ConsentEvent(
+            subject_id="cust-0",
+            purpose=PURPOSE,
+            action=ConsentAction.GRANT,
+            effective_at=NOW,
+            notice_version="pn-2026-04",
+            channel="web",
+            foreign_disclosure_version="us-google-2025-04",
+            recorded_at=NOW,
+            recorded_by="import:crm",
+        )
+        state = SubjectState(subject_id="cust-0", consents={PURPOSE: grant})
+        item = ProvisionItem(
+            subject_id="cust-0",
+            purpose=PURPOSE,
+            legal_basis=LegalBasis.CONSENT,
+            fields=("email", "phone", "region_code", "postal_code"),
+        )
+        self.decision: Decision = decide(item, contract, state, NOW)
+        assert self.decision.allowed, self.decision.reasons
+
+    def transfer(self, count: int) -> list[LeafRecord]:
+        transfer_id = self.new_id()
+        now = datetime.now(UTC)
+        records = []
+        for _ in range(count):
+            subject = f"cust-{self.rnd.randrange(10**8):08d}"
+            entry = provision_entry(
+                decision=self.decision.model_copy(update={"subject_id": subject}),
+                contract=self.contract,
+                outcome=Outcome.ALLOWED,
+                transfer_id=transfer_id,
+                entry_id=self.new_id(),
+                time=now,
+                subject_key=f"k1:{self.rnd.getrandbits(256):064x}",
+                payload_sha256=f"{self.rnd.getrandbits(256):064x}",
+            )
+            records.append(to_record(entry))
+        return records
+
+
+_BUILDER: list[Builder] = []  # one per build process
+
+
+def _start_builder(ids: str, seed: int) -> None:
+    contract = load_contract(REPO / "partners" / "google-customer-match.toml", NOW.date())
+    _BUILDER.append(Builder(contract, ids, seed=seed))
+
+
+def _build(count: int) -> list[LeafRecord]:
+    return _BUILDER[0].transfer(count)
+
+
+def floor_rows(builder: Builder, count: int, *, sqlite: bool) -> list[tuple[Any, ...]]:
+    """`count` rows shaped as ledger_entries rows: real leaves (cycled), fresh ids."""
+    leaves = builder.transfer(FLOOR_BATCH)
+    rows = []
+    for i in range(count):
+        r = leaves[i % FLOOR_BATCH]
+        at: Any = int(r.time.timestamp() * 1e6) if sqlite else r.time
+        until: Any = r.retain_until.isoformat() if sqlite else r.retain_until
+        subject = f"cust-{builder.rnd.randrange(10**8):08d}"
+        head = (i, r.leaf, builder.new_id(), r.transfer_id, at, subject, r.partner_id)
+        rows.append((*head, r.purpose, r.legal_basis, r.outcome, until))
+    return rows
+
+
+def floor_sqlite(path: Path, rows: list[tuple[Any, ...]]) -> float:
+    conn = sqlite_connect(path)  # the store's pragmas: WAL, synchronous=FULL, cache
+    conn.execute(FLOOR_TABLE.format(int="INTEGER", blob="BLOB", time="INTEGER", date="TEXT"))
+    insert = f"INSERT INTO bench_floor VALUES ({', '.join('?' * 11)})"
+    started = time.perf_counter()
+    for offset in range(0, len(rows), FLOOR_BATCH):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(insert, rows[offset : offset + FLOOR_BATCH])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return len(rows) / elapsed
+
+
+async def floor_postgres(url: str, schema: str, rows: list[tuple[Any, ...]]) -> float:
+    conn = await asyncpg.connect(url, server_settings={"search_path": schema})
+    try:
+        await conn.execute(
+            FLOOR_TABLE.format(int="bigint", blob="bytea", time="timestamptz", date="date")
+        )
+        started = time.perf_counter()
+        for offset in range(0, len(rows), FLOOR_BATCH):
+            async with conn.transaction():
+                chunk = rows[offset : offset + FLOOR_BATCH]
+                await conn.copy_records_to_table("bench_floor", records=chunk)
+        return len(rows) / (time.perf_counter() - started)
+    finally:
+        await conn.close()
+
+
+def make_ledger(store: Store, folder: Path) -> Ledger:
+    keyring, _ = init_keyring(folder / "keys", NOW)
+    return Ledger(
+        store=store,
+        keyring=keyring,
+        origin="bench.example/transfer-log",
+        clock=lambda: datetime.now(UTC),
+    )
+
+
+Make: TypeAlias = Callable[[], list[LeafRecord] | Awaitable[list[LeafRecord]]]
+
+
+async def gateway_rate(ledger: Ledger, make: Make, entries: int, writers: int) -> float:
+    """Entries/s of `writers` tasks each calling make() then ledger.append() until `entries`
+    entries are in."""
+    left = [entries]
+
+    async def writer() -> None:
+        while left[0] > 0:
+            made = make()
+            records = made if isinstance(made, list) else await made
+            left[0] -= len(records)
+            await ledger.append(records)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    return (entries - left[0]) / (time.perf_counter() - started)
+
+
+async def lone_writer_ms(ledger: Ledger, builder: Builder, count: int) -> list[float]:
+    records = builder.transfer(count)
+    times = []
+    for r in records:
+        started = time.perf_counter()
+        await ledger.append([r])
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+async def proof_ms(ledger: Ledger, size: int, count: int) -> list[float]:
+    rnd = random.Random(2)
+    times = []
+    for _ in range(count):
+        index = rnd.randrange(size)
+        started = time.perf_counter()
+        await ledger.inclusion_proof(index, size)
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def percentiles(ms: Sequence[float]) -> str:
+    cuts = statistics.quantiles(ms, n=100, method="inclusive")
+    return f"p50 {cuts[49]:6.2f} ms  p99 {cuts[98]:6.2f} ms  max {max(ms):6.2f} ms"
+
+
+class Counted:
+    """The store, counting ledger_append transactions and their entries."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.transactions = 0
+        self.entries = 0
+
+    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+        self.transactions += 1
+        self.entries += len(records)
+        return await self.inner.ledger_append(records)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def open_store(backend: str, folder: Path, url: str) -> tuple[Store, str]:
+    if backend == "sqlite":
+        return await SqliteStore.open(folder / "gateway.sqlite3"), ""
+    schema = f"bench_{uuid.uuid4().hex}"
+    return await PostgresStore.open(url, schema=schema), schema
+
+
+async def run_backend(
+    backend: str, args: argparse.Namespace, folder: Path, builder: Builder
+) -> dict[str, Any]:
+    store, schema = await open_store(backend, folder, args.database_url)
+    counted = Counted(store)
+    ledger = make_ledger(counted, folder)  # type: ignore[arg-type]  # a delegating proxy
+    out: dict[str, Any] = {}
+    try:
+        if schema:
+            rows = floor_rows(builder, args.entries, sqlite=False)
+            out["floor"] = await floor_postgres(args.database_url, schema, rows)
+        await ledger.start()
+        out["e2e"] = await end_to_end(ledger, builder, args)
+        out["batch"] = counted.entries / counted.transactions
+        calls = iter(
+            [builder.transfer(args.per_call) for _ in range(args.entries // args.per_call)]
+        )
+        out["capacity"] = await gateway_rate(
+            ledger, lambda: next(calls), args.entries, args.writers
+        )
+        out["lone"] = await lone_writer_ms(ledger, builder, args.lone)
+        out["size"] = await store.ledger_size()
+        out["proofs"] = await proof_ms(ledger, out["size"], args.proofs)
+        await ledger.stop()
+    finally:
+        if schema:
+            await store.execute_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        await store.close()
+    return out
+
+
+async def end_to_end(ledger: Ledger, builder: Builder, args: argparse.Namespace) -> float:
+    """(b): entries built by the writers on the event loop, or with --build-processes in a
+    pool of processes; entries/s."""
+    if not args.build_processes:
+        return await gateway_rate(
+            ledger, lambda: builder.transfer(args.per_call), args.entries, args.writers
+        )
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(
+        args.build_processes, initializer=_start_builder, initargs=(args.ids, 2)
+    ) as pool:
+        return await gateway_rate(
+            ledger,
+            lambda: loop.run_in_executor(pool, _build, args.per_call),
+            args.entries,
+            args.writers,
+        )
+
+
+def report(backend: str, out: dict[str, Any], target: int) -> None:
+    floor = out["floor"]
+    print(f"{backend}")
+    print(f"  (a) floor                      {floor:>9,.0f} rows/s     plain table, 1,000 a tx")
+    print(
+        f"  (b) gateway, built by writers  {out['e2e']:>9,.0f} entries/s  "
+        f"{out['e2e'] / floor:4.2f} x floor  (target {target:,}; "
+        f"{out['batch']:,.0f} entries a transaction)"
+    )
+    print(
+        f"      gateway, records prebuilt  {out['capacity']:>9,.0f} entries/s  "
+        f"{out['capacity'] / floor:4.2f} x floor"
+    )
+    print(f"  (c) lone writer, durable       {percentiles(out['lone'])}  (target 10 ms)")
+    print(
+        f"  (d) inclusion proof            {percentiles(out['proofs'])}  "
+        f"(size {out['size']:,}; target p99 < 2 ms)"
+    )
+
+
+def build_cost(contract: PartnerContract) -> tuple[float, float, bool, int]:
+    """µs an entry for provision_entry + to_record, µs for to_record alone, whether RFC 8785's
+    fast path applies to the entries, and the leaf size."""
+    builder = Builder(contract)
+    started = time.perf_counter()
+    records = builder.transfer(2_000)
+    whole = (time.perf_counter() - started) / 2_000 * 1e6
+    entry = provision_entry(
+        decision=builder.decision,
+        contract=builder.contract,
+        outcome=Outcome.ALLOWED,
+        transfer_id="t",
+        entry_id="e",
+        time=NOW,
+        subject_key="k",
+    )
+    started = time.perf_counter()
+    for _ in range(2_000):
+        to_record(entry)
+    alone = (time.perf_counter() - started) / 2_000 * 1e6
+    return whole, alone, fast_path_applies(entry), len(records[0].leaf)
+
+
+async def postgres_version(url: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--entries", type=int, default=200_000)
+    parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--writers", type=int, default=50)
+    parser.add_argument("--per-call", type=int, default=10)
+    parser.add_argument(
+        "--ids", choices=sorted(IDS), default="uuid4", help="entry_id and transfer_id format"
+    )
+    parser.add_argument(
+        "--build-processes", type=int, default=0, help="build entries in N processes (0: loop)"
+    )
+    parser.add_argument("--lone", type=int, default=500, help="lone-writer appends")
+    parser.add_argument("--proofs", type=int, default=2_000)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("GATEWAY_TEST_DATABASE_URL", ""),
+        help="PostgreSQL URL (default: $GATEWAY_TEST_DATABASE_URL)",
+    )
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if "postgres" in backends and not args.database_url:
+        parser.error("postgres needs --database-url or GATEWAY_TEST_DATABASE_URL")
+    contract = load_contract(REPO / "partners" / "google-customer-match.toml", NOW.date())
+    builder = Builder(contract, args.ids)
+    micros, record_us, fast, leaf_bytes = build_cost(contract)
+    versions = f"SQLite {sqlite3.sqlite_version}"
+    if "postgres" in backends:
+        versions += f", PostgreSQL {asyncio.run(postgres_version(args.database_url))}"
+    print(
+        f"machine  {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {versions}"
+    )
+    print(
+        f"load     {args.entries:,} entries a phase, {args.writers} writers, "
+        f"{args.per_call} entries an append call, {args.ids} ids, leaf {leaf_bytes:,} bytes, "
+        f"built {f'in {args.build_processes} processes' if args.build_processes else 'on the loop'}"
+    )
+    print(
+        f"build    {micros:.1f} µs an entry (provision_entry + to_record; "
+        f"to_record alone {record_us:.1f} µs, RFC 8785 fast path "
+        f"{'taken' if fast else 'NOT taken'})"
+    )
+    targets = {"sqlite": 50_000, "postgres": 30_000}
+    for backend in backends:
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
+            folder = Path(tmp)
+            floor = None
+            if backend == "sqlite":
+                floor = floor_sqlite(
+                    folder / "floor.sqlite3", floor_rows(builder, args.entries, sqlite=True)
+                )
+            out = asyncio.run(run_backend(backend, args, folder, builder))
+            if floor is not None:
+                out["floor"] = floor
+            report(backend, out, targets[backend])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
