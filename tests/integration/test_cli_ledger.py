@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,27 +20,7 @@ from gateway.settings import Settings
 from gateway.storage.sqlite import SqliteStore
 from tests.integration.conftest import NOW, REPO
 from tests.integration.ledger_fixtures import record_transfer
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_HOME=str(tmp_path / "var"),
-        GATEWAY_KEYS_DIR=str(tmp_path / "keys"),
-        GATEWAY_PARTNERS_DIR=str(REPO / "partners"),
-    )
-    return env
-
-
-def _gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.integration.processes import gateway_env, run_gateway
 
 
 async def _build_log(settings: Settings) -> None:
@@ -65,7 +42,7 @@ async def _build_log(settings: Settings) -> None:
 
 @pytest.fixture
 def log_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    env = _env(tmp_path)
+    env = gateway_env(tmp_path)
     settings = Settings.from_env(env)
     asyncio.run(_build_log(settings))
     return env, settings.sqlite_path
@@ -88,7 +65,7 @@ def _tamper(db: Path, *statements: tuple[str, tuple[object, ...]]) -> None:
 
 def test_an_intact_log_verifies(log_env: tuple[dict[str, str], Path]) -> None:
     env, _ = log_env
-    result = _gateway("ledger", "verify", env=env)
+    result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: 12 entries")
 
@@ -106,7 +83,7 @@ def test_a_changed_byte_is_named(log_env: tuple[dict[str, str], Path]) -> None:
     env, db = log_env
     leaf = _leaf(db, 5).replace(b'"m-2"', b'"m-9"')
     _tamper(db, ("UPDATE ledger_entries SET leaf = ? WHERE idx = 5", (leaf,)))
-    result = _gateway("ledger", "verify", env=env)
+    result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1
     assert "entry 5: content does not match its leaf hash" in result.stderr
 
@@ -118,7 +95,7 @@ def test_a_deleted_row_is_named(log_env: tuple[dict[str, str], Path]) -> None:
         ("DELETE FROM ledger_entries WHERE idx = 4", ()),
         ("DELETE FROM ledger_leaves WHERE idx = 4", ()),
     )
-    result = _gateway("ledger", "verify", env=env)
+    result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1
     assert "entry 4: missing" in result.stderr
 
@@ -133,7 +110,7 @@ def test_a_reordered_pair_is_caught(log_env: tuple[dict[str, str], Path]) -> Non
             (f"UPDATE {table} SET idx = 2 WHERE idx = -1", ()),
         ]
     _tamper(db, *swaps)
-    result = _gateway("ledger", "verify", env=env)
+    result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1
     assert "checkpoint 3: root does not match" in result.stderr
 
@@ -152,7 +129,7 @@ def test_a_forged_checkpoint_is_caught(
     _tamper(
         db, ("UPDATE ledger_checkpoints SET note = ?, root = ? WHERE size = 7", (note, forged_root))
     )
-    result = _gateway("ledger", "verify", env=env)
+    result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1
     assert "checkpoint 7: signed note does not verify" in result.stderr
 
@@ -162,11 +139,11 @@ def test_export_then_offline_verify_and_tamper(
 ) -> None:
     env, _ = log_env
     out = tmp_path / "export"
-    exported = _gateway("ledger", "export", str(out), env=env)
+    exported = run_gateway("ledger", "export", str(out), env=env)
     assert exported.returncode == 0, exported.stderr
     offline_env = {k: v for k, v in env.items() if k != "GATEWAY_HOME"}
     offline_env["GATEWAY_HOME"] = str(tmp_path / "nowhere")  # no database needed
-    ok = _gateway("ledger", "verify", "--offline", str(out), env=offline_env)
+    ok = run_gateway("ledger", "verify", "--offline", str(out), env=offline_env)
     assert ok.returncode == 0, ok.stderr
     assert "12 entries" in ok.stdout
     assert not (tmp_path / "nowhere").exists()
@@ -178,6 +155,6 @@ def test_export_then_offline_verify_and_tamper(
     )
     lines[8] = json.dumps(row)
     (out / "entries.jsonl").write_text("\n".join(lines) + "\n")
-    bad = _gateway("ledger", "verify", "--offline", str(out), env=offline_env)
+    bad = run_gateway("ledger", "verify", "--offline", str(out), env=offline_env)
     assert bad.returncode == 1
     assert "entry 8: content does not match its leaf hash" in bad.stderr

@@ -3,7 +3,6 @@ refuses to start on a bad contract; `gateway clients create` prints only the key
 
 from __future__ import annotations
 
-import os
 import socket
 import stat
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.integration.processes import REPO, gateway_env, run_gateway
 
 
 def _free_port() -> int:
@@ -24,27 +23,6 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def _env(tmp_path: Path, partners: Path = REPO / "partners") -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-    env.update(
-        GATEWAY_HOME=str(tmp_path / "var"),
-        GATEWAY_KEYS_DIR=str(tmp_path / "keys"),
-        GATEWAY_PARTNERS_DIR=str(partners),
-    )
-    return env
-
-
-def _gateway(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
@@ -61,7 +39,7 @@ def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     port = _free_port()
-    env = _env(tmp_path)
+    env = gateway_env(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
         env=env,
@@ -98,7 +76,7 @@ def test_serve_starts_with_no_configuration(
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in key_files)
     assert (tmp_path / "var" / "gateway.sqlite3").exists()
 
-    created = _gateway("clients", "create", "--name", "ops", "--role", "compliance", env=env)
+    created = run_gateway("clients", "create", "--name", "ops", "--role", "compliance", env=env)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert created.stdout == key + "\n"  # the key is the only output
@@ -111,13 +89,15 @@ def test_serve_refuses_a_bad_contract(tmp_path: Path) -> None:
     partners.mkdir()
     text = (REPO / "partners" / "google-customer-match.toml").read_text()
     (partners / "google-customer-match.toml").write_text(text + "\nsurprise = 1\n")
-    result = _gateway("serve", "--port", str(_free_port()), env=_env(tmp_path, partners))
+    result = run_gateway("serve", "--port", str(_free_port()), env=gateway_env(tmp_path, partners))
     assert result.returncode != 0
     assert "google-customer-match.toml" in result.stderr
     assert "surprise" in result.stderr
 
 
 def test_clients_create_rejects_a_sender_without_partners(tmp_path: Path) -> None:
-    result = _gateway("clients", "create", "--name", "x", "--role", "sender", env=_env(tmp_path))
+    result = run_gateway(
+        "clients", "create", "--name", "x", "--role", "sender", env=gateway_env(tmp_path)
+    )
     assert result.returncode == 2
     assert result.stdout == ""
