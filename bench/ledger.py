@@ -4,7 +4,7 @@
         [--writers 50] [--per-call 10] [--ids uuid4|uuid7] [--build-processes 0]
         [--database-url URL]
 
-Per backend, in one run:
+Per backend, in one run (each throughput phase on an empty log):
 
 (a) floor: the same rows (a realistic 1.1 KB leaf and the entry's query columns) inserted into
     a plain table (primary key only: no secondary index, trigger or tree) in transactions of
@@ -38,8 +38,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -257,41 +258,49 @@ class Counted:
         return getattr(self.inner, name)
 
 
-async def open_store(backend: str, folder: Path, url: str) -> tuple[Store, str]:
+@asynccontextmanager
+async def fresh_ledger(
+    backend: str, folder: Path, url: str, name: str
+) -> AsyncIterator[tuple[Ledger, Counted, str]]:
+    """A started Ledger over a new, empty store (SQLite file `name` in folder, or a new
+    PostgreSQL schema), stopped and removed afterwards."""
+    schema = ""
     if backend == "sqlite":
-        return await SqliteStore.open(folder / "gateway.sqlite3"), ""
-    schema = f"bench_{uuid.uuid4().hex}"
-    return await PostgresStore.open(url, schema=schema), schema
-
-
-async def run_backend(
-    backend: str, args: argparse.Namespace, folder: Path, builder: Builder
-) -> dict[str, Any]:
-    store, schema = await open_store(backend, folder, args.database_url)
+        store: Store = await SqliteStore.open(folder / f"{name}.sqlite3")
+    else:
+        schema = f"bench_{uuid.uuid4().hex}"
+        store = await PostgresStore.open(url, schema=schema)
     counted = Counted(store)
     ledger = make_ledger(counted, folder)  # type: ignore[arg-type]  # a delegating proxy
-    out: dict[str, Any] = {}
     try:
-        if schema:
-            rows = floor_rows(builder, args.entries, sqlite=False)
-            out["floor"] = await floor_postgres(args.database_url, schema, rows)
         await ledger.start()
-        out["e2e"] = await end_to_end(ledger, builder, args)
-        out["batch"] = counted.entries / counted.transactions
-        calls = iter(
-            [builder.transfer(args.per_call) for _ in range(args.entries // args.per_call)]
-        )
-        out["capacity"] = await gateway_rate(
-            ledger, lambda: next(calls), args.entries, args.writers
-        )
-        out["lone"] = await lone_writer_ms(ledger, builder, args.lone)
-        out["size"] = await store.ledger_size()
-        out["proofs"] = await proof_ms(ledger, out["size"], args.proofs)
+        yield ledger, counted, schema
         await ledger.stop()
     finally:
         if schema:
             await store.execute_sql(f'DROP SCHEMA "{schema}" CASCADE')
         await store.close()
+
+
+async def run_backend(
+    backend: str, args: argparse.Namespace, folder: Path, builder: Builder
+) -> dict[str, Any]:
+    """Each throughput phase on an empty log, as the floor; (c) and (d) after (b)."""
+    out: dict[str, Any] = {}
+    url = args.database_url
+    async with fresh_ledger(backend, folder, url, "capacity") as (ledger, _, schema):
+        if schema:
+            rows = floor_rows(builder, args.entries, sqlite=False)
+            out["floor"] = await floor_postgres(url, schema, rows)
+        calls = [builder.transfer(args.per_call) for _ in range(args.entries // args.per_call)]
+        made = iter(calls)
+        out["capacity"] = await gateway_rate(ledger, lambda: next(made), args.entries, args.writers)
+    async with fresh_ledger(backend, folder, url, "gateway") as (ledger, counted, _):
+        out["e2e"] = await end_to_end(ledger, builder, args)
+        out["batch"] = counted.entries / counted.transactions
+        out["lone"] = await lone_writer_ms(ledger, builder, args.lone)
+        out["size"] = await counted.inner.ledger_size()
+        out["proofs"] = await proof_ms(ledger, out["size"], args.proofs)
     return out
 
 
