@@ -155,7 +155,10 @@ class PostgresLedger:
                 "ledger_entries", records=entries, columns=_ENTRY_COLUMNS
             )
             nodes = created[len(hashes) :]  # level 0 is ledger_leaves
-            await conn.copy_records_to_table("ledger_nodes", records=nodes, columns=_NODE_COLUMNS)
+            if nodes:  # none when an odd size grows by one: save the round trip
+                await conn.copy_records_to_table(
+                    "ledger_nodes", records=nodes, columns=_NODE_COLUMNS
+                )
         self._state = new_state  # only after COMMIT: a failed append leaves the cache as it was
         return first
 
