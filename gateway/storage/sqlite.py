@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,11 +32,10 @@ from gateway.models import (
 from gateway.storage import ConsentRow
 from gateway.storage.migrations import SQLITE_MIGRATIONS, SchemaTooNew, apply_sqlite
 from gateway.storage.sqlite_ledger import SqliteLedger
+from gateway.storage.sqlite_time import from_micros, to_micros
 
 T = TypeVar("T")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 _BUSY_TIMEOUT_S = 30.0
 _WAL_CHECKPOINT_PAGES = 16384
 _CACHE_KIB = 64 * 1024
@@ -70,20 +69,8 @@ _CLIENTS = """SELECT client_id, name, role, partners, key_sha256, created_at, re
 _REVOKE = "UPDATE clients SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL"
 
 
-def _micros(at: datetime) -> int:
-    """Raises ValueError for a naive datetime (it has no defined instant)."""
-    try:
-        return (at - _EPOCH) // _MICROSECOND
-    except TypeError:
-        raise ValueError("naive datetime: the store keeps timezone-aware instants") from None
-
-
-def _instant(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
 def _optional_instant(micros: int | None) -> datetime | None:
-    return None if micros is None else _instant(micros)
+    return None if micros is None else from_micros(micros)
 
 
 def _event(row: Sequence[Any]) -> ConsentEvent:
@@ -92,11 +79,11 @@ def _event(row: Sequence[Any]) -> ConsentEvent:
         subject_id=row[1],
         purpose=row[2],
         action=ConsentAction(row[3]),
-        effective_at=_instant(row[4]),
+        effective_at=from_micros(row[4]),
         notice_version=row[5],
         channel=row[6],
         foreign_disclosure_version=row[7],
-        recorded_at=_instant(row[8]),
+        recorded_at=from_micros(row[8]),
         recorded_by=row[9],
     )
 
@@ -107,7 +94,7 @@ def _discontinuance(row: Sequence[Any]) -> Discontinuance:
         subject_id=row[1],
         partners=None if row[2] is None else tuple(json.loads(row[2])),
         reason=row[3],
-        requested_at=_instant(row[4]),
+        requested_at=from_micros(row[4]),
         recorded_by=row[5],
     )
 
@@ -119,7 +106,7 @@ def _client(row: Sequence[Any]) -> ClientRecord:
         role=Role(row[2]),
         partners=tuple(json.loads(row[3])),
         key_sha256=row[4],
-        created_at=_instant(row[5]),
+        created_at=from_micros(row[5]),
         revoked_at=_optional_instant(row[6]),
     )
 
@@ -171,7 +158,7 @@ def _insert_rows(
     conn: sqlite3.Connection, rows: Iterable[ConsentRow], recorded_at: int, recorded_by: str
 ) -> None:
     params = (
-        (s, p, a, _micros(at), nv, ch, fdv, recorded_at, recorded_by)
+        (s, p, a, to_micros(at), nv, ch, fdv, recorded_at, recorded_by)
         for s, p, a, at, nv, ch, fdv in rows
     )
     with _transaction(conn):
@@ -253,11 +240,11 @@ class SqliteStore:
                 e.subject_id,
                 e.purpose,
                 e.action.value,
-                _micros(e.effective_at),
+                to_micros(e.effective_at),
                 e.notice_version,
                 e.channel,
                 e.foreign_disclosure_version,
-                _micros(e.recorded_at),
+                to_micros(e.recorded_at),
                 e.recorded_by,
             )
             for e in events
@@ -279,7 +266,7 @@ class SqliteStore:
                 partial(
                     _insert_rows,
                     rows=rows,
-                    recorded_at=_micros(recorded_at),
+                    recorded_at=to_micros(recorded_at),
                     recorded_by=recorded_by,
                 )
             )
@@ -306,7 +293,7 @@ class SqliteStore:
             item.subject_id,
             None if item.partners is None else json.dumps(list(item.partners)),
             item.reason,
-            _micros(item.requested_at),
+            to_micros(item.requested_at),
             item.recorded_by,
         )
 
@@ -329,8 +316,8 @@ class SqliteStore:
             client.role.value,
             json.dumps(list(client.partners)),
             client.key_sha256,
-            _micros(client.created_at),
-            None if client.revoked_at is None else _micros(client.revoked_at),
+            to_micros(client.created_at),
+            None if client.revoked_at is None else to_micros(client.revoked_at),
         )
 
         def op(conn: sqlite3.Connection) -> None:
@@ -358,7 +345,7 @@ class SqliteStore:
 
     async def revoke_client(self, client_id: str, at: datetime) -> bool:
         """False when there is no such active client. Raises StorageError."""
-        params = (_micros(at), client_id)
+        params = (to_micros(at), client_id)
 
         def op(conn: sqlite3.Connection) -> bool:
             with _transaction(conn):

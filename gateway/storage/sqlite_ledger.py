@@ -16,15 +16,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Final
 
 from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
 from gateway.ledger.tree import HASH_SIZE, TreeState
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
+from gateway.storage.sqlite_time import from_micros, to_micros
 
 # SQL is spelled out in full; `find` joins fixed fragments, never data (data is bound).
 _SIZE: Final = "SELECT max(idx) FROM ledger_leaves"  # the rowid's b-tree: O(log n)
@@ -59,18 +57,6 @@ _CONDITIONS: Final = (
 )
 
 
-def _micros(at: datetime) -> int:
-    """Raises ValueError for a naive datetime (it has no defined instant)."""
-    try:
-        return (at - _EPOCH) // _MICROSECOND
-    except TypeError:
-        raise ValueError("naive datetime: the store keeps timezone-aware instants") from None
-
-
-def _instant(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
 @contextmanager
 def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     # IMMEDIATE takes the write lock up front: the size read inside is the size we append at.
@@ -89,7 +75,7 @@ def _entry_row(index: int, r: LeafRecord) -> tuple[Any, ...]:
         r.leaf,
         r.entry_id,
         r.transfer_id,
-        _micros(r.time),
+        to_micros(r.time),
         r.subject_id,
         r.partner_id,
         r.purpose,
@@ -104,7 +90,7 @@ def _leaf(row: Sequence[Any]) -> StoredLeaf:
 
 
 def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
-    return StoredCheckpoint(size=row[0], root=row[1], note=row[2], created_at=_instant(row[3]))
+    return StoredCheckpoint(size=row[0], root=row[1], note=row[2], created_at=from_micros(row[3]))
 
 
 def _size(conn: sqlite3.Connection) -> int:
@@ -164,7 +150,7 @@ class SqliteLedger:
     def add_checkpoint(self, conn: sqlite3.Connection, checkpoint: StoredCheckpoint) -> None:
         c = checkpoint
         with _immediate(conn):
-            conn.execute(_ADD_CHECKPOINT, (c.size, c.root, c.note, _micros(c.created_at)))
+            conn.execute(_ADD_CHECKPOINT, (c.size, c.root, c.note, to_micros(c.created_at)))
 
     def checkpoints(
         self, conn: sqlite3.Connection, *, latest_only: bool = False
@@ -181,7 +167,7 @@ class SqliteLedger:
             value = getattr(flt, name)
             if value is not None:
                 conditions.append(condition)
-                params.append(_micros(value) if isinstance(value, datetime) else value)
+                params.append(to_micros(value) if isinstance(value, datetime) else value)
         sql = _FOUND + " AND ".join(conditions) + " ORDER BY e.idx LIMIT ?"
         return [_leaf(row) for row in conn.execute(sql, (*params, limit))]
 
