@@ -170,12 +170,7 @@ def init_keyring(directory: Path, now: datetime) -> tuple[Keyring, list[KeyFile]
     Returns the keyring and the keys it created. Raises ConfigError on a bad key file.
     """
     ring = load_keyring(directory)
-    created = [write_key_and_return(directory, new_key(p, now)) for p in PURPOSES if not ring.of(p)]
-    if created:
-        ring = Keyring(ring.keys + tuple(created))
-    return ring, created
-
-
-def write_key_and_return(directory: Path, key: KeyFile) -> KeyFile:
-    write_key(directory, key)
-    return key
+    created = [new_key(p, now) for p in PURPOSES if not ring.of(p)]
+    for key in created:
+        write_key(directory, key)
+    return Keyring(ring.keys + tuple(created)), created

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.keyring import init_keyring
+from gateway.errors import ConfigError
+from gateway.keyring import load_keyring
 from gateway.ledger.checkpoint import verifier_key
 from gateway.ledger.export import (
     entry_line,
@@ -51,8 +52,12 @@ def register(sub: Any) -> None:
 
 
 def _vkeys(settings: Settings) -> list[str]:
-    ring, _ = init_keyring(settings.keys_dir, utc_now())
-    return [verifier_key(settings.log_origin, pk) for pk in ring.signing_public_keys()]
+    # Load, never create: a verifier must not mint the key it then trusts.
+    ring = load_keyring(settings.keys_dir)
+    keys = [verifier_key(settings.log_origin, pk) for pk in ring.signing_public_keys()]
+    if not keys:
+        raise ConfigError(f"no log-signing key in {settings.keys_dir}; pass --key VERIFIER_KEY")
+    return keys
 
 
 def _print(report: Report) -> int:
@@ -114,7 +119,7 @@ async def _export(directory: Path) -> int:
 async def _checkpoint() -> int:
     settings = Settings.from_env(os.environ)
     store = await open_storage(settings)
-    ring, _ = init_keyring(settings.keys_dir, utc_now())
+    ring = load_keyring(settings.keys_dir)  # signing with a fresh key would fork the log
     ledger = Ledger(store=store, keyring=ring, origin=settings.log_origin, clock=utc_now)
     try:
         checkpoint = await ledger.checkpoint()

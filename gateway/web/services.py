@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from aiohttp import web
 
@@ -26,7 +27,7 @@ class Services:
     ledger: Ledger
     clock: Clock
 
-    @property
+    @cached_property  # contracts are read once at start: derive this once too
     def known_purposes(self) -> frozenset[str]:
         return frozenset(p for c in self.contracts.values() for p in c.purposes)
 

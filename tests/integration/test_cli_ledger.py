@@ -134,6 +134,14 @@ def test_a_forged_checkpoint_is_caught(
     assert "checkpoint 7: signed note does not verify" in result.stderr
 
 
+def test_verify_never_creates_the_key_it_trusts(tmp_path: Path) -> None:
+    env = gateway_env(tmp_path)
+    result = run_gateway("ledger", "verify", env=env)
+    assert result.returncode == 2
+    assert "no log-signing key" in result.stderr
+    assert not list((tmp_path / "keys").glob("*.key"))
+
+
 def test_export_then_offline_verify_and_tamper(
     log_env: tuple[dict[str, str], Path], tmp_path: Path
 ) -> None:
