@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -193,6 +195,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _SQLITE_LEDGER),
+    Migration(3, "delivery outbox", SQLITE_OUTBOX),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -246,6 +249,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _POSTGRES_LEDGER),
+    Migration(3, "delivery outbox", POSTGRES_OUTBOX),
 )
 
 
