@@ -2,7 +2,8 @@
 
 `PartnerContract` is the structural model (types, required fields, unknown keys refused).
 `contract_problems()` holds the semantic rules (impossible combinations); `load_contract()` and
-`load_contracts()` apply both and raise `ContractError` naming the file and the field.
+`load_contracts()` apply both and raise `ContractError` naming the file and the field. The
+sections of one provision kind ([destinations], [fraud], [export]) live in `contract_kinds`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, Field, StringConstraints, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from gateway.contract_kinds import (
+    Destination,
+    DestinationId,
+    ExportFormat,
+    FraudSettings,
+    Name,
+    Problem,
+    kind_problems,
+)
 from gateway.errors import ContractError
 from gateway.models import (
     ART27_1_EXCEPTIONS,
@@ -28,9 +38,6 @@ from gateway.models import (
     PartnerKind,
     Transform,
 )
-
-# Purpose and field names are keys that consent records and requests refer to: one spelling only.
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 # Art. 28(1): the countries the PPC designates as having an equivalent system are the EU/EEA
 # member states and the United Kingdom. Nowhere else.
@@ -148,15 +155,21 @@ class PartnerContract(Frozen):
     purposes: dict[Name, Purpose] = Field(min_length=1)
     joint_use: JointUse | None = None
     statistics: Statistics | None = None
+    destinations: dict[DestinationId, Destination] = Field(default_factory=dict)  # customer_match
+    fraud: FraudSettings | None = None  # fraud_check; defaults when absent: fraud_settings()
+    export: ExportFormat | None = None  # attribute_export, required there
 
     def in_force(self, today: date) -> bool:
         return self.agreement.valid_from <= today <= self.agreement.valid_until
 
+    def fraud_settings(self) -> FraudSettings:
+        """[fraud], or its defaults. Raises ValueError on another kind (the caller's bug)."""
+        if self.kind is not PartnerKind.FRAUD_CHECK:
+            raise ValueError(f"{self.id} is a {self.kind} contract, not fraud_check")
+        return self.fraud if self.fraud is not None else FraudSettings()
+
 
 # --- semantic rules: pure, so the policy engine can be tested against bad-but-parsed contracts
-
-
-Problem = tuple[str, str]  # (dotted field, message)
 
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -170,10 +183,7 @@ def contract_problems(contract: PartnerContract, today: date) -> list[Problem]:
         problems += _basis_problems(contract, f"purposes.{name}", purpose)
         problems += _category_problems(f"purposes.{name}", purpose)
         problems += _field_problems(f"purposes.{name}", purpose)
-    if contract.kind is PartnerKind.ATTRIBUTE_EXPORT and contract.statistics is None:
-        # Requirements: attribute estimation returns a statistical summary only; cells under
-        # the minimum count would single a person out, so the contract must state the minimum.
-        problems.append(("statistics.min_cell_count", "required for kind attribute_export"))
+    problems += kind_problems(contract)  # [destinations], [fraud], [export], [statistics]
     url = urlsplit(contract.endpoint.url)
     if url.scheme != "https" and url.hostname not in _LOOPBACK:
         # Personal data crosses networks only over TLS; plain http is for the local sandbox.

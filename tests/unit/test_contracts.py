@@ -10,6 +10,13 @@ from typing import Any
 
 import pytest
 
+from gateway.contract_kinds import (
+    AccountType,
+    ExportEncoding,
+    FraudDecision,
+    FraudSettings,
+    LineEnding,
+)
 from gateway.contracts import (
     EEA_AND_UK,
     PartnerContract,
@@ -121,6 +128,31 @@ EQUIVALENT = both(
     put("cross_border.foreign_disclosure_version", None),
 )
 NOT_MATCHING = put("recipient_matches_records", False)
+DEST = "destinations.default"
+DESTINATION = {
+    "operating_account_type": "GOOGLE_ADS",
+    "operating_account_id": "1111111111",
+    "product_destination_id": "42",
+}
+
+
+def rename_purpose(old: str, new: str) -> Callable[[Data], None]:
+    def mutate(data: Data) -> None:
+        data["purposes"][new] = data["purposes"].pop(old)
+
+    return mutate
+
+
+def second_purpose(*, without: str | None = None) -> Callable[[Data], None]:
+    """The point program gets a second purpose, a copy of the first, less the field `without`."""
+
+    def mutate(data: Data) -> None:
+        purpose = dict(data["purposes"]["attribute_estimation"])
+        purpose["fields"] = {k: v for k, v in purpose["fields"].items() if k != without}
+        data["purposes"]["second"] = purpose
+
+    return mutate
+
 
 # (case, sample, mutation, expected): expected is (field, message fragment), or None when the
 # mutated contract is legal (the boundary cases that keep a rule from being too broad).
@@ -187,6 +219,46 @@ SEMANTIC_CASES: list[tuple[str, str, Callable[[Data], None], tuple[str, str] | N
     ("https to a real partner", GOOGLE, put("endpoint.url", "https://partner.example.com/v1"),
      None),
     ("plain http to localhost", GOOGLE, put("endpoint.url", "http://localhost:9000/x"), None),
+    # [destinations]: customer_match only, at least one, login account whole or absent
+    ("customer match without destinations", GOOGLE, put("destinations", None),
+     ("destinations", "at least one")),
+    ("customer match with a second destination", GOOGLE,
+     put("destinations.other", DESTINATION), None),
+    ("destinations on fraud_check", FRAUD, put("destinations", {"default": DESTINATION}),
+     ("destinations", "only for kind customer_match, not fraud_check")),
+    ("login type without id", GOOGLE, put(f"{DEST}.login_account_id", None),
+     (f"{DEST}.login_account_id", "go together")),
+    ("login id without type", GOOGLE, put(f"{DEST}.login_account_type", None),
+     (f"{DEST}.login_account_type", "go together")),
+    ("no login account", GOOGLE,
+     both(put(f"{DEST}.login_account_type", None), put(f"{DEST}.login_account_id", None)), None),
+    ("no personalization purpose", GOOGLE, put(f"{DEST}.personalization_purpose", None), None),
+    # [fraud]: fraud_check only, optional; fraud_check needs the purpose fraud_detection
+    ("fraud_check without fraud_detection", FRAUD,
+     rename_purpose("fraud_detection", "card_screening"), ("purposes", "fraud_detection")),
+    ("fraud_check without [fraud]", FRAUD, put("fraud", None), None),
+    ("[fraud] on customer_match", GOOGLE, put("fraud", {}),
+     ("fraud", "only for kind fraud_check, not customer_match")),
+    # [export]: attribute_export only and required there; columns in every purpose, once each
+    ("attribute export without [export]", POINT, put("export", None),
+     ("export", "required for kind attribute_export")),
+    ("[export] on fraud_check", FRAUD, put("export", {"columns": ["email"]}),
+     ("export", "only for kind attribute_export, not fraud_check")),
+    ("export column not in the purpose", POINT, put("export.columns", ["member_id", "phone"]),
+     ("export.columns[1]", "'phone' is not a field of purposes.attribute_estimation")),
+    ("export column missing from a second purpose", POINT, second_purpose(without="gender"),
+     ("export.columns[3]", "'gender' is not a field of purposes.second")),
+    ("export columns in both purposes", POINT, second_purpose(), None),
+    ("export a subset of the fields", POINT, put("export.columns", ["member_id"]), None),
+    ("export column twice", POINT, put("export.columns", ["email", "gender", "email"]),
+     ("export.columns[2]", "repeats export.columns[0]")),
+    ("tab delimiter", POINT, put("export.delimiter", "\t"), None),
+    ("semicolon delimiter", POINT, put("export.delimiter", ";"), None),
+    ("quote delimiter", POINT, put("export.delimiter", '"'), ("export.delimiter", "must be")),
+    ("newline delimiter", POINT, put("export.delimiter", "\n"), ("export.delimiter", "must be")),
+    ("letter delimiter", POINT, put("export.delimiter", "a"), ("export.delimiter", "must be")),
+    ("ideographic comma delimiter", POINT, put("export.delimiter", "、"),
+     ("export.delimiter", "must be")),
 ]  # fmt: skip
 
 
@@ -209,6 +281,52 @@ def test_contract_problems(
     field, fragment = expected
     assert [f for f, _ in problems] == [field]
     assert fragment in problems[0][1]
+
+
+def test_samples_carry_their_kind_sections() -> None:
+    contracts = load_contracts(PARTNERS, TODAY)
+    google = contracts[GOOGLE]
+    assert list(google.destinations) == ["default"]
+    dest = google.destinations["default"]
+    assert dest.operating_account_type is AccountType.GOOGLE_ADS
+    assert dest.operating_account_id.isdigit()
+    assert dest.login_account_type is AccountType.GOOGLE_ADS
+    assert dest.personalization_purpose == "ad_personalization"
+    assert (google.fraud, google.export) == (None, None)
+    assert contracts[FRAUD].fraud_settings() == FraudSettings(
+        timeout_ms=800, fallback=FraudDecision.REVIEW, breaker_failures=5, breaker_reset_s=30.0
+    )
+    export = contracts[POINT].export
+    assert export is not None
+    assert export.columns == ("member_id", "email", "birth_year", "gender", "postal_code")
+    assert (export.delimiter, export.header) == (",", True)
+    assert (export.encoding, export.line_ending) == (ExportEncoding.SHIFT_JIS, LineEnding.CRLF)
+    assert export.media_type == "text/csv"
+    assert contracts[POINT].destinations == {}
+
+
+def test_fraud_settings_default_only_for_fraud_check() -> None:
+    data = sample_data(FRAUD)
+    data["fraud"] = {"timeout_ms": 300}
+    assert PartnerContract.model_validate(data).fraud_settings().timeout_ms == 300
+    del data["fraud"]
+    contract = PartnerContract.model_validate(data)
+    assert contract.fraud is None
+    assert contract.fraud_settings() == FraudSettings()
+    assert FraudSettings() == FraudSettings(
+        timeout_ms=800, fallback=FraudDecision.REVIEW, breaker_failures=5, breaker_reset_s=30.0
+    )
+    with pytest.raises(ValueError, match="not fraud_check"):
+        load_contract(PARTNERS / f"{GOOGLE}.toml", TODAY).fraud_settings()
+
+
+def test_export_defaults() -> None:
+    data = sample_data(POINT)
+    data["export"] = {"columns": ["email"]}
+    export = PartnerContract.model_validate(data).export
+    assert export is not None
+    assert (export.delimiter, export.header, export.media_type) == (",", True, "text/csv")
+    assert (export.encoding, export.line_ending) == (ExportEncoding.UTF_8, LineEnding.CRLF)
 
 
 def test_business_succession_abroad_on_foreign_consent() -> None:
@@ -263,6 +381,53 @@ FILE_CASES = [
      "agreement.valid_until", "expired"),
     ("opt-out", FRAUD, 'legal_bases = ["protect_life_body_property"]',
      'legal_bases = ["protect_life_body_property", "opt_out"]', f"{FD}.legal_bases", "opt_out"),
+    ("account id as a number", GOOGLE, 'operating_account_id = "1234567890"',
+     "operating_account_id = 1234567890", f"{DEST}.operating_account_id", "valid string"),
+    ("account id with hyphens", GOOGLE, 'operating_account_id = "1234567890"',
+     'operating_account_id = "123-456-7890"', f"{DEST}.operating_account_id", "pattern"),
+    ("unknown account type", GOOGLE, 'operating_account_type = "GOOGLE_ADS"',
+     'operating_account_type = "ADWORDS"', f"{DEST}.operating_account_type", "Input should be"),
+    ("unspecified account type", GOOGLE, 'operating_account_type = "GOOGLE_ADS"',
+     'operating_account_type = "ACCOUNT_TYPE_UNSPECIFIED"', f"{DEST}.operating_account_type",
+     "Input should be"),
+    ("destination without list", GOOGLE, 'product_destination_id = "5550001234"', "",
+     f"{DEST}.product_destination_id", "missing"),
+    ("destination id uppercase", GOOGLE, "[destinations.default]", "[destinations.Default]",
+     "destinations.Default", "pattern"),
+    ("unknown destination key", GOOGLE, "[destinations.default]\n",
+     '[destinations.default]\nuser_list = "1"\n', f"{DEST}.user_list", "unknown key"),
+    ("personalization purpose not a name", GOOGLE, 'personalization_purpose = "ad_personalization"',
+     'personalization_purpose = "Ad Personalization"', f"{DEST}.personalization_purpose",
+     "pattern"),
+    ("timeout too short", FRAUD, "timeout_ms = 800", "timeout_ms = 49", "fraud.timeout_ms",
+     "greater than or equal to 50"),
+    ("timeout too long", FRAUD, "timeout_ms = 800", "timeout_ms = 10001", "fraud.timeout_ms",
+     "less than or equal to 10000"),
+    ("timeout as string", FRAUD, "timeout_ms = 800", 'timeout_ms = "800"', "fraud.timeout_ms",
+     "valid integer"),
+    ("timeout as float", FRAUD, "timeout_ms = 800", "timeout_ms = 800.0", "fraud.timeout_ms",
+     "valid integer"),
+    ("unknown fallback", FRAUD, 'fallback = "review"', 'fallback = "ignore"', "fraud.fallback",
+     "Input should be"),
+    ("no breaker", FRAUD, "breaker_failures = 5", "breaker_failures = 0",
+     "fraud.breaker_failures", "greater than or equal to 1"),
+    ("breaker never resets", FRAUD, "breaker_reset_s = 30.0", "breaker_reset_s = inf",
+     "fraud.breaker_reset_s", "finite"),
+    ("breaker resets at once", FRAUD, "breaker_reset_s = 30.0", "breaker_reset_s = 0",
+     "fraud.breaker_reset_s", "greater than 0"),
+    ("no columns", POINT, 'columns = ["member_id", "email", "birth_year", "gender", "postal_code"]',
+     "columns = []", "export.columns", "at least 1"),
+    ("column not a name", POINT, '"birth_year"', '"Birth Year"', "export.columns[2]", "pattern"),
+    ("two-character delimiter", POINT, 'delimiter = ","', 'delimiter = ",,"', "export.delimiter",
+     "at most 1"),
+    ("header as string", POINT, "header = true", 'header = "yes"', "export.header",
+     "valid boolean"),
+    ("unknown encoding", POINT, 'encoding = "shift_jis"', 'encoding = "euc-jp"',
+     "export.encoding", "Input should be"),
+    ("unknown line ending", POINT, 'line_ending = "crlf"', 'line_ending = "cr"',
+     "export.line_ending", "Input should be"),
+    ("media type with a charset", POINT, 'media_type = "text/csv"',
+     'media_type = "text/csv; charset=utf-8"', "export.media_type", "pattern"),
 ]  # fmt: skip
 
 
