@@ -1,0 +1,217 @@
+"""Data Manager `audienceMembers:ingest` / `:remove` checks: what the real API refuses with
+400 INVALID_ARGUMENT. Pure: request bytes in, verdict out, so it can run in a worker thread.
+
+First the body must match the discovery document's request schema (`discovery`); then the rules
+the schema cannot express, from the Data Manager API reference and its proto definitions:
+
+- `destinations`: at least one; each names `operatingAccount.accountId`, the account's type
+  (`accountType`, or the deprecated `product`) and a `productDestinationId`;
+- `audienceMembers`: 1..10,000 per request; each member sets exactly one of its data fields
+  (the proto's `oneof data`), and `userData` has 1..10 `userIdentifiers`, each setting exactly
+  one of `emailAddress`, `phoneNumber`, `address` (the proto's `oneof identifier`);
+- hashed values (`emailAddress`, `phoneNumber`, `address.givenName`, `address.familyName`) are
+  SHA-256 digests in the request's `encoding`: HEX is 64 lowercase hex digits, BASE64 is the
+  32 bytes in base64; `encoding` must be HEX or BASE64 when any is present;
+- an address also needs `regionCode` (ISO 3166-1 alpha-2) and `postalCode`;
+- ingest only: `termsOfService.customerMatchTermsOfServiceStatus` must be ACCEPTED;
+- `encryptionInfo` is refused: the sandbox does not simulate encrypted uploads.
+
+Violations name the field as Google's `BadRequest.fieldViolations` do and never echo a value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.sandbox.discovery import Check, SchemaViolation
+from gateway.sandbox.members import DIGEST_SIZE, address_digest, data_digest, hashed_digest
+
+MAX_MEMBERS = 10_000  # audienceMembers: "at most 10000 members per request"
+MAX_IDENTIFIERS = 10  # UserData.userIdentifiers: "at most 10"
+MAX_VIOLATIONS = 20  # enough to fix a batch; a broken 10,000-member batch needs no 10,000 lines
+# AudienceMember's `oneof data` (Consent and destinationReferences are outside the oneof).
+MEMBER_DATA = frozenset(
+    {
+        "userData",
+        "pairData",
+        "mobileData",
+        "userIdData",
+        "ppidData",
+        "partnerProvidedIdData",
+        "googleUserIdData",
+        "compositeData",
+    }
+)
+_IDENTIFIER_KINDS = "exactly one of emailAddress, phoneNumber, address"
+_HASHED = {
+    "HEX": re.compile(r"[0-9a-f]{64}"),
+    "BASE64": re.compile(r"[A-Za-z0-9+/_-]{43}=?"),
+}
+_REGION_CODE = re.compile(r"[A-Z]{2}")
+_NO_DIGEST = bytes(DIGEST_SIZE)
+
+Violation = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A valid request: its member count and packed member digests (see `members`)."""
+
+    members: int
+    packed: bytes
+    validate_only: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    message: str
+    violations: tuple[Violation, ...]
+
+
+def check_request(body: bytes, validator: Check, *, ingest: bool) -> Accepted | Refused:
+    """Parse and check one request body against its compiled schema and the rules above."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # ValueError covers bad UTF-8 too
+        return Refused("Invalid JSON payload received.", ())
+    try:
+        validator(document)
+    except SchemaViolation as exc:
+        message = f"Invalid JSON payload received. {exc.description}"
+        return Refused(message, ((exc.field, exc.description),) if exc.field else ())
+    violations: list[Violation] = []
+    _check_destinations(document.get("destinations"), violations)
+    if ingest:
+        _check_terms(document.get("termsOfService"), violations)
+    if document.get("encryptionInfo") is not None:
+        violations.append(("encryptionInfo", "the sandbox does not simulate encrypted uploads"))
+    packed = _check_members(document.get("audienceMembers"), document.get("encoding"), violations)
+    if violations:
+        return Refused("Request contains an invalid argument.", tuple(violations[:MAX_VIOLATIONS]))
+    return Accepted(
+        members=len(packed) // DIGEST_SIZE,
+        packed=packed,
+        validate_only=document.get("validateOnly") is True,
+    )
+
+
+def _check_destinations(destinations: Any, out: list[Violation]) -> None:
+    if not destinations:
+        out.append(("destinations", "at least one destination is required"))
+        return
+    for i, destination in enumerate(destinations):
+        account = destination.get("operatingAccount") or {}
+        where = f"destinations[{i}]"
+        if not account.get("accountId"):
+            out.append((f"{where}.operatingAccount.accountId", "the account id is required"))
+        if not _account_type_set(account):
+            out.append((f"{where}.operatingAccount.accountType", "the account type is required"))
+        if not destination.get("productDestinationId"):
+            out.append((f"{where}.productDestinationId", "the destination id is required"))
+
+
+def _account_type_set(account: Any) -> bool:
+    # accountType, or the deprecated `product` it replaces; the *_UNSPECIFIED zero value of a
+    # proto enum means "not set".
+    account_type = account.get("accountType") or "ACCOUNT_TYPE_UNSPECIFIED"
+    product = account.get("product") or "PRODUCT_UNSPECIFIED"
+    return account_type != "ACCOUNT_TYPE_UNSPECIFIED" or product != "PRODUCT_UNSPECIFIED"
+
+
+def _check_terms(terms: Any, out: list[Violation]) -> None:
+    if (terms or {}).get("customerMatchTermsOfServiceStatus") != "ACCEPTED":
+        out.append(
+            (
+                "termsOfService.customerMatchTermsOfServiceStatus",
+                "the Customer Match terms of service must be ACCEPTED to upload members",
+            )
+        )
+
+
+def _check_members(members: Any, encoding: Any, out: list[Violation]) -> bytes:
+    """Check every member; their packed digests (meaningless when `out` gained violations)."""
+    if not members:
+        out.append(("audienceMembers", "at least one audience member is required"))
+        return b""
+    if len(members) > MAX_MEMBERS:
+        out.append(("audienceMembers", f"at most {MAX_MEMBERS} members per request"))
+        return b""
+    hashed = _HASHED.get(encoding)
+    if hashed is None and any("userData" in member for member in members):
+        out.append(("encoding", "must be HEX or BASE64 when user identifiers are sent"))
+        return b""
+    packed = bytearray()
+    for i, member in enumerate(members):
+        packed += _check_member(member, i, hashed, str(encoding), out)
+        if len(out) >= MAX_VIOLATIONS:
+            break
+    return bytes(packed)
+
+
+def _check_member(
+    member: Any, i: int, hashed: re.Pattern[str] | None, encoding: str, out: list[Violation]
+) -> bytes:
+    present = [key for key in MEMBER_DATA.intersection(member) if member[key] is not None]
+    if len(present) != 1:
+        problem = "only one kind of member data may be set" if present else "no identifier"
+        out.append((f"audienceMembers[{i}]", problem))
+        return _NO_DIGEST
+    kind = present[0]
+    data = member[kind]
+    if kind != "userData" or hashed is None:
+        if not any(data.values()):
+            out.append((f"audienceMembers[{i}].{kind}", "at least one identifier is required"))
+        return data_digest(data)
+    identifiers = data.get("userIdentifiers")
+    if not identifiers or len(identifiers) > MAX_IDENTIFIERS:
+        where = f"audienceMembers[{i}].userData.userIdentifiers"
+        out.append((where, f"between 1 and {MAX_IDENTIFIERS} user identifiers are required"))
+        return _NO_DIGEST
+    first = _check_identifier(identifiers[0], i, 0, hashed, encoding, out)
+    for j in range(1, len(identifiers)):
+        _check_identifier(identifiers[j], i, j, hashed, encoding, out)
+    return first
+
+
+def _check_identifier(
+    identifier: Any, i: int, j: int, hashed: re.Pattern[str], encoding: str, out: list[Violation]
+) -> bytes:
+    if len(identifier) != 1:
+        identifier = {k: v for k, v in identifier.items() if v is not None}  # null is unset
+        if len(identifier) != 1:
+            out.append((_identifier_path(i, j), f"{_IDENTIFIER_KINDS} must be set"))
+            return _NO_DIGEST
+    ((kind, value),) = identifier.items()
+    if kind == "address":
+        return _check_address(value, i, j, hashed, encoding, out)
+    if hashed.fullmatch(value) is None:
+        out.append((f"{_identifier_path(i, j)}.{kind}", _not_hashed(encoding)))
+        return _NO_DIGEST
+    return hashed_digest(value, encoding)
+
+
+def _check_address(
+    address: Any, i: int, j: int, hashed: re.Pattern[str], encoding: str, out: list[Violation]
+) -> bytes:
+    where = f"{_identifier_path(i, j)}.address"
+    for name in ("givenName", "familyName"):
+        if hashed.fullmatch(address.get(name) or "") is None:
+            out.append((f"{where}.{name}", _not_hashed(encoding)))
+    if _REGION_CODE.fullmatch(address.get("regionCode") or "") is None:
+        out.append((f"{where}.regionCode", "an ISO 3166-1 alpha-2 region code is required"))
+    if not address.get("postalCode"):
+        out.append((f"{where}.postalCode", "the postal code is required"))
+    return address_digest(address)
+
+
+def _identifier_path(i: int, j: int) -> str:
+    return f"audienceMembers[{i}].userData.userIdentifiers[{j}]"
+
+
+def _not_hashed(encoding: str) -> str:
+    if encoding == "HEX":
+        return "must be a SHA-256 hash: 64 lowercase hexadecimal digits"
+    return "must be a SHA-256 hash: 32 bytes in base64"
