@@ -9,9 +9,11 @@ deduplicate. Rows move `pending` -> `delivered`, or `pending` -> `dead` after th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeAlias
 
 
 class DeliveryState(StrEnum):
@@ -55,3 +57,102 @@ class OutboxRow:
             meta=self.meta,
             created_at=self.created_at,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDone:
+    """A delivery ended: acknowledged by the partner, or a dead letter after its retries."""
+
+    delivery_id: str
+    state: DeliveryState
+    attempts: int
+    error: str | None
+    at: datetime
+
+    def shifted(self, by: int) -> OutboxDone:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class JobProgress:
+    """How far a job's input has been read (the resume point) and what came of it."""
+
+    job_id: str
+    records_done: int  # input records consumed so far, in input order
+    counts: Mapping[str, int]  # added to the job's outcome counts
+    input_complete: bool
+    at: datetime
+
+    def shifted(self, by: int) -> JobProgress:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One record refused or invalid: where, whose, why. Never the value."""
+
+    line: int  # 1-based position of the record in the job's input
+    subject_id: str | None
+    code: str
+    field: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobRejections:
+    job_id: str
+    rows: tuple[Rejection, ...]
+
+    def shifted(self, by: int) -> JobRejections:
+        return self
+
+
+# What may be written in the same transaction as log entries (LedgerStore.ledger_append).
+SideWrite: TypeAlias = OutboxRow | OutboxDone | JobProgress | JobRejections
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDelivery:
+    """An outbox row as the worker sees it."""
+
+    seq: int
+    delivery_id: str
+    job_id: str | None
+    partner_id: str
+    operation: str
+    transfer_id: str
+    first_index: int
+    entry_count: int
+    content_type: str
+    payload: bytes
+    meta: bytes
+    state: DeliveryState
+    attempts: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    job_id: str
+    client_id: str
+    idempotency_key: str
+    request_sha256: str  # of the job's parameters: the same key with others is a conflict
+    kind: str
+    partner_id: str
+    destination: str | None
+    purpose: str
+    legal_basis: str
+    transfer_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as stored, with its deliveries summed by state."""
+
+    job: NewJob
+    records_done: int
+    input_complete: bool
+    counts: Mapping[str, int]
+    deliveries: Mapping[str, tuple[int, int]]  # state -> (requests, entries)
+    updated_at: datetime

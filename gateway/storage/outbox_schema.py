@@ -1,7 +1,13 @@
-"""Migration 3: the delivery outbox (gateway/delivery/outbox.py), per dialect.
+"""Migration 3: the delivery outbox and provision jobs (gateway/delivery/outbox.py), per dialect.
 
-Unlike the log, the outbox is working state: its rows change state as deliveries happen. What
-was sent and when is proven by the transfer log, not by this table.
+Unlike the log, these are working state: rows change as records are read and deliveries
+happen. What was sent and when is proven by the transfer log, not by these tables.
+
+    outbox          one request to send: exact bytes, idempotency key (delivery_id), state
+    jobs            one provision job (an upload or an export): parameters, how far its input
+                    has been read (records_done: the resume point), outcome counts
+    job_rejections  the records of a job that were refused or invalid, with reasons (never
+                    the values), for the caller to download
 """
 
 from __future__ import annotations
@@ -30,6 +36,31 @@ SQLITE_OUTBOX: Final[tuple[str, ...]] = (
         updated_at INTEGER NOT NULL)""",
     "CREATE INDEX outbox_due ON outbox (state, next_attempt_at) WHERE state = 'pending'",
     "CREATE INDEX outbox_job ON outbox (job_id, seq)",
+    """CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        client_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        request_sha256 TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        partner_id TEXT NOT NULL,
+        destination TEXT,
+        purpose TEXT NOT NULL,
+        legal_basis TEXT NOT NULL,
+        transfer_id TEXT NOT NULL UNIQUE,
+        records_done INTEGER NOT NULL DEFAULT 0,
+        input_complete INTEGER NOT NULL DEFAULT 0,
+        counts TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (client_id, idempotency_key))""",
+    """CREATE TABLE job_rejections (
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        line INTEGER NOT NULL,
+        subject_id TEXT,
+        code TEXT NOT NULL,
+        field TEXT,
+        message TEXT NOT NULL,
+        PRIMARY KEY (job_id, line, code)) WITHOUT ROWID""",
 )
 
 POSTGRES_OUTBOX: Final[tuple[str, ...]] = (
@@ -54,4 +85,29 @@ POSTGRES_OUTBOX: Final[tuple[str, ...]] = (
         updated_at timestamptz NOT NULL)""",
     "CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending'",
     "CREATE INDEX outbox_job ON outbox (job_id, seq)",
+    """CREATE TABLE jobs (
+        job_id text PRIMARY KEY,
+        client_id text NOT NULL,
+        idempotency_key text NOT NULL,
+        request_sha256 text NOT NULL,
+        kind text NOT NULL,
+        partner_id text NOT NULL,
+        destination text,
+        purpose text NOT NULL,
+        legal_basis text NOT NULL,
+        transfer_id text NOT NULL UNIQUE,
+        records_done bigint NOT NULL DEFAULT 0,
+        input_complete boolean NOT NULL DEFAULT false,
+        counts jsonb NOT NULL DEFAULT '{}',
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        UNIQUE (client_id, idempotency_key))""",
+    """CREATE TABLE job_rejections (
+        job_id text NOT NULL REFERENCES jobs (job_id),
+        line bigint NOT NULL,
+        subject_id text,
+        code text NOT NULL,
+        field text,
+        message text NOT NULL,
+        PRIMARY KEY (job_id, line, code))""",
 )

@@ -1,40 +1,248 @@
-"""The outbox on SQLite: statements run on the store's worker thread (see sqlite.py)."""
+"""The outbox and jobs on SQLite: statements run on the store's worker thread (see sqlite.py).
+
+`insert_outbox` runs inside the log's append transaction (the side writes of one
+`ledger_append`); the other functions open their own transaction where they write.
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final
 
-from gateway.delivery.outbox import OutboxRow
-from gateway.storage.sqlite_time import to_micros
+from gateway.delivery.outbox import (
+    DeliveryState,
+    JobProgress,
+    JobRecord,
+    NewJob,
+    OutboxDone,
+    OutboxRow,
+    PendingDelivery,
+    Rejection,
+    SideWrite,
+)
+from gateway.storage.sqlite_time import from_micros, to_micros
 
 _INSERT: Final = """INSERT INTO outbox (delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, next_attempt_at, created_at,
     updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_DONE: Final = """UPDATE outbox SET state = ?, attempts = ?, last_error = ?, updated_at = ?
+    WHERE delivery_id = ?"""
+_PROGRESS: Final = """UPDATE jobs SET records_done = ?, input_complete = ?, counts = ?,
+    updated_at = ? WHERE job_id = ?"""
+_COUNTS: Final = "SELECT counts FROM jobs WHERE job_id = ?"
+_REJECT: Final = """INSERT OR IGNORE INTO job_rejections (job_id, line, subject_id, code, field,
+    message) VALUES (?, ?, ?, ?, ?, ?)"""
+_NEW_JOB: Final = """INSERT INTO jobs (job_id, client_id, idempotency_key, request_sha256, kind,
+    partner_id, destination, purpose, legal_basis, transfer_id, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (client_id, idempotency_key) DO NOTHING"""
+_JOB: Final = """SELECT job_id, client_id, idempotency_key, request_sha256, kind,
+    partner_id,
+    destination, purpose, legal_basis, transfer_id, created_at, records_done, input_complete,
+    counts, updated_at FROM jobs WHERE job_id = ?"""
+_JOB_BY_KEY: Final = """SELECT job_id, client_id, idempotency_key, request_sha256, kind,
+    partner_id,
+    destination, purpose, legal_basis, transfer_id, created_at, records_done, input_complete,
+    counts, updated_at FROM jobs WHERE client_id = ? AND idempotency_key = ?"""
+_JOB_BY_TRANSFER: Final = """SELECT job_id, client_id, idempotency_key, request_sha256,
+    kind, partner_id,
+    destination, purpose, legal_basis, transfer_id, created_at, records_done, input_complete,
+    counts, updated_at FROM jobs WHERE transfer_id = ?"""
+_JOB_DELIVERIES: Final = """SELECT state, count(*), coalesce(sum(entry_count), 0) FROM outbox
+    WHERE job_id = ? GROUP BY state"""
+_REJECTIONS: Final = """SELECT line, subject_id, code, field, message FROM job_rejections
+    WHERE job_id = ? AND line > ? ORDER BY line, code LIMIT ?"""
+_DUE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error FROM outbox
+    WHERE state = 'pending' AND next_attempt_at <= ? AND seq > ? ORDER BY seq LIMIT ?"""
+_BY_STATE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error
+    FROM outbox WHERE state = ? AND seq > ?
+    ORDER BY seq LIMIT ?"""
+_OF_TRANSFER: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error
+    FROM outbox WHERE transfer_id = ?
+    ORDER BY seq"""
+_ATTEMPTED: Final = """UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?,
+    updated_at = ? WHERE delivery_id = ? AND state = 'pending'"""
+_REPLAY: Final = """UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,
+    updated_at = ? WHERE state = 'dead' AND delivery_id = ?"""
 
 
-def insert_outbox(conn: sqlite3.Connection, rows: Sequence[OutboxRow], first_index: int) -> None:
-    """Insert pending rows inside the caller's transaction; `first_index` is the log index of
-    the append call's first record. Raises sqlite3.Error; ValueError for a naive time."""
-    params = []
-    for r in rows:
-        at = to_micros(r.created_at)
-        params.append(
-            (
-                r.delivery_id,
-                r.job_id,
-                r.partner_id,
-                r.operation,
-                r.transfer_id,
-                first_index + r.entries_offset,
-                r.entry_count,
-                r.content_type,
-                r.payload,
-                r.meta,
-                at,
-                at,
-                at,
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def insert_outbox(conn: sqlite3.Connection, rows: Sequence[SideWrite], first_index: int) -> None:
+    """Apply the side writes of one append inside the caller's transaction; `first_index`
+    is the log index of the append's first record. Raises sqlite3.Error; ValueError for a
+    naive time."""
+    outbox = []
+    for w in rows:
+        if isinstance(w, OutboxRow):
+            at = to_micros(w.created_at)
+            outbox.append(
+                (
+                    *(w.delivery_id, w.job_id, w.partner_id, w.operation, w.transfer_id),
+                    first_index + w.entries_offset,
+                    *(w.entry_count, w.content_type, w.payload, w.meta, at, at, at),
+                )
             )
-        )
-    conn.executemany(_INSERT, params)
+        elif isinstance(w, OutboxDone):
+            at = to_micros(w.at)
+            conn.execute(_DONE, (w.state.value, w.attempts, w.error, at, w.delivery_id))
+        elif isinstance(w, JobProgress):
+            _progress(conn, w)
+        else:
+            conn.executemany(_REJECT, [(w.job_id, *_rejection(r)) for r in w.rows])
+    if outbox:
+        conn.executemany(_INSERT, outbox)
+
+
+def apply_side_writes(conn: sqlite3.Connection, writes: Sequence[SideWrite]) -> None:
+    """The same writes in a transaction of their own (no log entries with them)."""
+    with _immediate(conn):
+        insert_outbox(conn, writes, 0)
+
+
+def _rejection(r: Rejection) -> tuple[Any, ...]:
+    return (r.line, r.subject_id, r.code, r.field, r.message)
+
+
+def _progress(conn: sqlite3.Connection, p: JobProgress) -> None:
+    row = conn.execute(_COUNTS, (p.job_id,)).fetchone()
+    counts: dict[str, int] = json.loads(row[0]) if row else {}
+    for name, added in p.counts.items():
+        counts[name] = counts.get(name, 0) + added
+    params = (p.records_done, int(p.input_complete), json.dumps(counts, sort_keys=True))
+    conn.execute(_PROGRESS, (*params, to_micros(p.at), p.job_id))
+
+
+def create_job(conn: sqlite3.Connection, job: NewJob) -> tuple[JobRecord, bool]:
+    """Insert the job unless its (client, idempotency key) exists; returns the stored job and
+    whether it is new."""
+    at = to_micros(job.created_at)
+    with _immediate(conn):
+        params = (job.job_id, job.client_id, job.idempotency_key, job.request_sha256, job.kind)
+        more = (job.partner_id, job.destination, job.purpose, job.legal_basis, job.transfer_id)
+        created = conn.execute(_NEW_JOB, (*params, *more, at, at)).rowcount == 1
+        row = conn.execute(_JOB_BY_KEY, (job.client_id, job.idempotency_key)).fetchone()
+        return _job(conn, row), created
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> JobRecord | None:
+    row = conn.execute(_JOB, (job_id,)).fetchone()
+    return None if row is None else _job(conn, row)
+
+
+def job_of_transfer(conn: sqlite3.Connection, transfer_id: str) -> JobRecord | None:
+    row = conn.execute(_JOB_BY_TRANSFER, (transfer_id,)).fetchone()
+    return None if row is None else _job(conn, row)
+
+
+def _job(conn: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
+    deliveries = {
+        state: (int(n), int(entries))
+        for state, n, entries in conn.execute(_JOB_DELIVERIES, (row[0],))
+    }
+    job = _new_job(row, from_micros(row[10]))
+    return JobRecord(
+        job=job,
+        records_done=row[11],
+        input_complete=bool(row[12]),
+        counts=json.loads(row[13]),
+        deliveries=deliveries,
+        updated_at=from_micros(row[14]),
+    )
+
+
+def job_rejections(
+    conn: sqlite3.Connection, job_id: str, *, after_line: int, limit: int
+) -> list[Rejection]:
+    return [Rejection(*row) for row in conn.execute(_REJECTIONS, (job_id, after_line, limit))]
+
+
+def _delivery(row: Sequence[Any]) -> PendingDelivery:
+    return PendingDelivery(
+        seq=row[0],
+        delivery_id=row[1],
+        job_id=row[2],
+        partner_id=row[3],
+        operation=row[4],
+        transfer_id=row[5],
+        first_index=row[6],
+        entry_count=row[7],
+        content_type=row[8],
+        payload=bytes(row[9]),
+        meta=bytes(row[10]),
+        state=DeliveryState(row[11]),
+        attempts=row[12],
+        last_error=row[13],
+    )
+
+
+def due_deliveries(
+    conn: sqlite3.Connection, now: datetime, *, after_seq: int, limit: int
+) -> list[PendingDelivery]:
+    """Pending rows whose next attempt is due, in the order they were written."""
+    params = (to_micros(now), after_seq, limit)
+    return [_delivery(row) for row in conn.execute(_DUE, params)]
+
+
+def deliveries_in_state(
+    conn: sqlite3.Connection, state: DeliveryState, *, after_seq: int, limit: int
+) -> list[PendingDelivery]:
+    return [_delivery(r) for r in conn.execute(_BY_STATE, (state.value, after_seq, limit))]
+
+
+def deliveries_of_transfer(conn: sqlite3.Connection, transfer_id: str) -> list[PendingDelivery]:
+    return [_delivery(row) for row in conn.execute(_OF_TRANSFER, (transfer_id,))]
+
+
+def record_attempt(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    *,
+    attempts: int,
+    next_attempt_at: datetime,
+    error: str,
+    now: datetime,
+) -> None:
+    """A failed attempt that will be retried: count it, say when to try next."""
+    with _immediate(conn):
+        params = (attempts, to_micros(next_attempt_at), error, to_micros(now), delivery_id)
+        conn.execute(_ATTEMPTED, params)
+
+
+def replay_dead(conn: sqlite3.Connection, delivery_ids: Sequence[str], now: datetime) -> int:
+    """Dead letters back to pending, due now, attempts reset; returns how many moved."""
+    at = to_micros(now)
+    with _immediate(conn):
+        return sum(conn.execute(_REPLAY, (at, at, d)).rowcount for d in delivery_ids)
+
+
+def _new_job(row: Any, created_at: datetime) -> NewJob:
+    return NewJob(
+        job_id=row[0],
+        client_id=row[1],
+        idempotency_key=row[2],
+        request_sha256=row[3],
+        kind=row[4],
+        partner_id=row[5],
+        destination=row[6],
+        purpose=row[7],
+        legal_basis=row[8],
+        transfer_id=row[9],
+        created_at=created_at,
+    )

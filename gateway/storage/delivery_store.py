@@ -1,0 +1,180 @@
+"""The delivery side of a Store: jobs, the outbox, rejections (both backends).
+
+The statements live in sqlite_outbox.py and postgres_outbox.py; these mixins give them the
+store's async shape. SqliteStore provides `_run` (its worker thread, where sqlite3 errors
+become StorageError); PostgresStore provides `_pg` (its pool, where asyncpg errors do).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from gateway.delivery.outbox import (
+    DeliveryState,
+    JobRecord,
+    NewJob,
+    PendingDelivery,
+    Rejection,
+    SideWrite,
+)
+from gateway.storage import postgres_outbox as pg
+from gateway.storage import sqlite_outbox as lite
+
+T = TypeVar("T")
+
+
+class DeliveryStore(Protocol):
+    async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
+        """Store a new job unless its (client, idempotency key) exists: the stored job and
+        whether it is new. Raises StorageError."""
+
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    async def job_of_transfer(self, transfer_id: str) -> JobRecord | None: ...
+
+    async def job_rejections(
+        self, job_id: str, *, after_line: int, limit: int
+    ) -> list[Rejection]: ...
+
+    async def apply_side_writes(self, writes: Sequence[SideWrite]) -> None:
+        """Outbox/job writes in one transaction with no log entries. Raises StorageError."""
+
+    async def due_deliveries(
+        self, now: datetime, *, after_seq: int, limit: int
+    ) -> list[PendingDelivery]: ...
+
+    async def deliveries_in_state(
+        self, state: DeliveryState, *, after_seq: int, limit: int
+    ) -> list[PendingDelivery]: ...
+
+    async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]: ...
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str,
+        now: datetime,
+    ) -> None: ...
+
+    async def replay_dead(self, delivery_ids: Sequence[str], now: datetime) -> int:
+        """Dead letters back to pending; how many moved."""
+
+
+class SqliteDeliveryMixin:
+    async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        raise NotImplementedError  # SqliteStore's
+
+    async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
+        return await self._run(partial(lite.create_job, job=job))
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        return await self._run(partial(lite.get_job, job_id=job_id))
+
+    async def job_of_transfer(self, transfer_id: str) -> JobRecord | None:
+        return await self._run(partial(lite.job_of_transfer, transfer_id=transfer_id))
+
+    async def job_rejections(self, job_id: str, *, after_line: int, limit: int) -> list[Rejection]:
+        op = partial(lite.job_rejections, job_id=job_id, after_line=after_line, limit=limit)
+        return await self._run(op)
+
+    async def apply_side_writes(self, writes: Sequence[SideWrite]) -> None:
+        await self._run(partial(lite.apply_side_writes, writes=writes))
+
+    async def due_deliveries(
+        self, now: datetime, *, after_seq: int, limit: int
+    ) -> list[PendingDelivery]:
+        op = partial(lite.due_deliveries, now=now, after_seq=after_seq, limit=limit)
+        return await self._run(op)
+
+    async def deliveries_in_state(
+        self, state: DeliveryState, *, after_seq: int, limit: int
+    ) -> list[PendingDelivery]:
+        op = partial(lite.deliveries_in_state, state=state, after_seq=after_seq, limit=limit)
+        return await self._run(op)
+
+    async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]:
+        return await self._run(partial(lite.deliveries_of_transfer, transfer_id=transfer_id))
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str,
+        now: datetime,
+    ) -> None:
+        await self._run(
+            partial(
+                lite.record_attempt,
+                delivery_id=delivery_id,
+                attempts=attempts,
+                next_attempt_at=next_attempt_at,
+                error=error,
+                now=now,
+            )
+        )
+
+    async def replay_dead(self, delivery_ids: Sequence[str], now: datetime) -> int:
+        return await self._run(partial(lite.replay_dead, delivery_ids=delivery_ids, now=now))
+
+
+class PostgresDeliveryMixin:
+    async def _pg(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        raise NotImplementedError  # PostgresStore's: fn(pool, *args, **kwargs), translated
+
+    async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
+        return await self._pg(pg.create_job, job)
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        return await self._pg(pg.get_job, job_id)
+
+    async def job_of_transfer(self, transfer_id: str) -> JobRecord | None:
+        return await self._pg(pg.job_of_transfer, transfer_id)
+
+    async def job_rejections(self, job_id: str, *, after_line: int, limit: int) -> list[Rejection]:
+        return await self._pg(pg.job_rejections, job_id, after_line=after_line, limit=limit)
+
+    async def apply_side_writes(self, writes: Sequence[SideWrite]) -> None:
+        await self._pg(pg.apply_side_writes, writes)
+
+    async def due_deliveries(
+        self, now: datetime, *, after_seq: int, limit: int
+    ) -> list[PendingDelivery]:
+        return await self._pg(pg.due_deliveries, now, after_seq=after_seq, limit=limit)
+
+    async def deliveries_in_state(
+        self, state: DeliveryState, *, after_seq: int, limit: int
+    ) -> list[PendingDelivery]:
+        return await self._pg(pg.deliveries_in_state, state, after_seq=after_seq, limit=limit)
+
+    async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]:
+        return await self._pg(pg.deliveries_of_transfer, transfer_id)
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        attempts: int,
+        next_attempt_at: datetime,
+        error: str,
+        now: datetime,
+    ) -> None:
+        await self._pg(
+            pg.record_attempt,
+            delivery_id,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
+            error=error,
+            now=now,
+        )
+
+    async def replay_dead(self, delivery_ids: Sequence[str], now: datetime) -> int:
+        return await self._pg(pg.replay_dead, delivery_ids, now)
