@@ -121,6 +121,48 @@ def provision_entry(
     }
 
 
+def outcome_entry(
+    *,
+    contract: PartnerContract,
+    purpose: str,
+    legal_basis: str | None,
+    outcome: Outcome,
+    operation: str,
+    transfer_id: str,
+    delivery_id: str,
+    entry_id: str,
+    time: datetime,
+    subject_id: str,
+    subject_key: str,
+    payload_sha256: str | None,
+    refers_to: int,
+    reasons: Sequence[Mapping[str, str]] = (),
+) -> dict[str, Any]:
+    """What became of a provision already recorded at index `refers_to` (its decision,
+    basis and items are there): delivered, failed, or a follow-up operation such as the
+    removal of the person from the partner's list after a withdrawal (APPI Art. 35)."""
+    return {
+        "schema": SCHEMA,
+        "entry_id": entry_id,
+        "transfer_id": transfer_id,
+        "time": utc_text(time),
+        "outcome": outcome.value,
+        "operation": operation,
+        "delivery_id": delivery_id,
+        "refers_to": refers_to,
+        "partner": _partner(contract),
+        "purpose": purpose,
+        "legal_basis": legal_basis,
+        "subject": {"id": subject_id, "key": subject_key},
+        "payload_sha256": payload_sha256,
+        "reasons": [dict(r) for r in reasons],
+        "recording": {
+            "method": RecordingMethod.SINGLE.value,
+            "retain_until": retain_until(time, RecordingMethod.SINGLE).isoformat(),
+        },
+    }
+
+
 def receipt_entry(
     *,
     contract: PartnerContract,

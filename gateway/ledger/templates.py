@@ -28,11 +28,17 @@ from typing import Any, Final, TypeAlias
 
 from gateway.contracts import PartnerContract
 from gateway.ledger.canonical import CanonicalizationError, canonicalize
-from gateway.ledger.entries import Outcome, RecordingMethod, provision_entry, retain_until
+from gateway.ledger.entries import (
+    Outcome,
+    RecordingMethod,
+    outcome_entry,
+    provision_entry,
+    retain_until,
+)
 from gateway.ledger.store import LeafRecord
 from gateway.policy import Decision
 
-__all__ = ["TransferEntries"]
+__all__ = ["OutcomeEntries", "TransferEntries"]
 
 _LEAF_PREFIX: Final = b"\x00"  # RFC 9162 §2.1.1: a leaf hash is SHA-256(0x00 || leaf)
 _ShapeKey: TypeAlias = tuple[Any, ...]
@@ -123,7 +129,7 @@ class TransferEntries:
         if payload_sha256 is not None:
             values.append(payload_sha256)
         try:
-            leaf = (template.text % tuple(map(encode_basestring, template.order(values)))).encode()
+            leaf = (template.text % template.order(tuple(map(encode_basestring, values)))).encode()
         except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
             raise CanonicalizationError("string holds a lone surrogate") from exc
         return LeafRecord(
@@ -147,18 +153,12 @@ class TransferEntries:
         payload_sha256: str | None,
     ) -> _Template:
         """Canonicalize the shape with a unique marker at each varying value, then split."""
-        token = secrets.token_hex(8)
-        markers: list[str] = []
-
-        def marker() -> str:
-            markers.append(f"\x00slot{len(markers)}-{token}\x00")
-            return markers[-1]
-
+        markers = _Markers()
         # Created in the order `record` lists the values: entry id, evidence, subject, hash.
-        entry_marker = marker()
+        entry_marker = markers.new()
         evidence_keys = tuple(decision.evidence)
-        evidence = {k: marker() for k in evidence_keys}
-        shaped = decision.model_copy(update={"evidence": evidence, "subject_id": marker()})
+        evidence = {k: markers.new() for k in evidence_keys}
+        shaped = decision.model_copy(update={"evidence": evidence, "subject_id": markers.new()})
         entry = provision_entry(
             decision=shaped,
             contract=self._contract,
@@ -166,20 +166,128 @@ class TransferEntries:
             transfer_id=self._transfer_id,
             entry_id=entry_marker,
             time=self._time,
-            subject_key=marker(),
-            payload_sha256=None if payload_sha256 is None else marker(),
+            subject_key=markers.new(),
+            payload_sha256=None if payload_sha256 is None else markers.new(),
             reasons=reasons,
             method=self._method,
         )
-        text = canonicalize(entry).decode("utf-8")
-        segments, order = _split(text, [canonicalize(m).decode("utf-8") for m in markers])
+        text, order = markers.compile(entry)
         return _Template(
-            text="%s".join(segment.replace("%", "%%") for segment in segments),
-            order=itemgetter(*order) if len(order) > 1 else lambda values: (values[order[0]],),
+            text=text,
+            order=order,
             evidence_keys=evidence_keys,
             legal_basis=decision.legal_basis.value,
             outcome=self._outcome.value,
         )
+
+
+class OutcomeEntries:
+    """Builds outcome entries (gateway.ledger.entries.outcome_entry) of one delivery fast:
+    the same bytes as `to_record(outcome_entry(...))`, from one template."""
+
+    def __init__(
+        self,
+        *,
+        contract: PartnerContract,
+        purpose: str,
+        legal_basis: str | None,
+        outcome: Outcome,
+        operation: str,
+        transfer_id: str,
+        delivery_id: str,
+        time: datetime,
+        reasons: Sequence[Mapping[str, str]] = (),
+        new_id: Callable[[], str] = _new_entry_id,
+    ) -> None:
+        markers = _Markers()
+        entry = outcome_entry(
+            contract=contract,
+            purpose=purpose,
+            legal_basis=legal_basis,
+            outcome=outcome,
+            operation=operation,
+            transfer_id=transfer_id,
+            delivery_id=delivery_id,
+            entry_id=markers.new(),
+            time=time,
+            subject_id=markers.new(),
+            subject_key=markers.new(),
+            payload_sha256=markers.new(),
+            refers_to=0,
+            reasons=reasons,
+        )
+        entry["refers_to"] = markers.new()  # an integer: written raw, not as a JSON string
+        self._text, self._order = markers.compile(entry)
+        self._new_id = new_id
+        self._transfer_id = transfer_id
+        self._time = time
+        self._partner_id = contract.id
+        self._purpose = purpose
+        self._legal_basis = legal_basis or ""
+        self._outcome = outcome.value
+        self._retain_until = retain_until(time, RecordingMethod.SINGLE)
+
+    def record(
+        self, *, subject_id: str, subject_key: str, payload_sha256: str | None, refers_to: int
+    ) -> LeafRecord:
+        """Raises CanonicalizationError for a lone surrogate; ValueError for refers_to < 0."""
+        if refers_to < 0:
+            raise ValueError("refers_to must be a log index")
+        eid = self._new_id()
+        sha = "null" if payload_sha256 is None else encode_basestring(payload_sha256)
+        values = (
+            encode_basestring(eid),
+            encode_basestring(subject_id),
+            encode_basestring(subject_key),
+            sha,
+            str(refers_to),
+        )
+        leaf = _encode(self._text % self._order(values))
+        return LeafRecord(
+            leaf=leaf,
+            leaf_hash=sha256(_LEAF_PREFIX + leaf).digest(),
+            entry_id=eid,
+            transfer_id=self._transfer_id,
+            time=self._time,
+            subject_id=subject_id,
+            partner_id=self._partner_id,
+            purpose=self._purpose,
+            legal_basis=self._legal_basis,
+            outcome=self._outcome,
+            retain_until=self._retain_until,
+        )
+
+
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
+        raise CanonicalizationError("string holds a lone surrogate") from exc
+
+
+class _Markers:
+    """Unique marker strings standing where a template's values go."""
+
+    def __init__(self) -> None:
+        self._token = secrets.token_hex(8)
+        self._markers: list[str] = []
+
+    def new(self) -> str:
+        self._markers.append(f"\x00slot{len(self._markers)}-{self._token}\x00")
+        return self._markers[-1]
+
+    def compile(
+        self, entry: Mapping[str, Any]
+    ) -> tuple[str, Callable[[Sequence[str]], tuple[str, ...]]]:
+        """The entry's canonical JSON as a %-template in which each marker, quotes included,
+        became `%s`, and the function putting values (by marker number) into text order.
+        Values go in as canonical JSON text: a string encoded, a number or null raw."""
+        text = canonicalize(dict(entry)).decode("utf-8")
+        encoded = [canonicalize(m).decode("utf-8") for m in self._markers]
+        segments, order = _split(text, encoded)
+        template = "%s".join(segment.replace("%", "%%") for segment in segments)
+        picker = itemgetter(*order) if len(order) > 1 else (lambda v: (v[order[0]],))
+        return template, picker
 
 
 def _split(text: str, encoded: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:

@@ -194,14 +194,18 @@ def disclosure_report(subject_id: str, entries: list[dict[str, Any]]) -> dict[st
                  "items": [i["field"] for i in e["items"]], "transfer_id": e["transfer_id"]}
             )  # fmt: skip
         elif e["outcome"] in PROVIDED:
+            # Outcome entries (delivered, failed, a removal) refer to the provision entry
+            # that holds items and bases: they carry no items of their own.
             item = provisions.setdefault(
                 e["transfer_id"],
                 {"transfer_id": e["transfer_id"], "date": e["time"], "recipient": e["partner"],
-                 "purpose": e["purpose"], "items": [i["field"] for i in e["items"]],
-                 "legal_basis": e["legal_basis"], "cross_border_basis": e["cross_border_basis"],
-                 "exempt": e["exempt"]},
+                 "purpose": e["purpose"], "items": [i["field"] for i in e.get("items", ())],
+                 "legal_basis": e["legal_basis"],
+                 "cross_border_basis": e.get("cross_border_basis"), "exempt": e.get("exempt")},
             )  # fmt: skip
-            item["status"] = e["outcome"]  # entries come in log order: the last outcome stands
+            # Entries come in log order: the last outcome stands.
+            removal = e.get("operation") == "remove"
+            item["status"] = "removed" if removal and e["outcome"] == "delivered" else e["outcome"]
     return {"subject_id": subject_id, "provisions": list(provisions.values()), "received": received}
 
 

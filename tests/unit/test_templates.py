@@ -12,8 +12,14 @@ from hypothesis import strategies as st
 
 from gateway.contracts import PartnerContract, load_contract
 from gateway.ledger.canonical import CanonicalizationError
-from gateway.ledger.entries import Outcome, RecordingMethod, provision_entry, to_record
-from gateway.ledger.templates import TransferEntries
+from gateway.ledger.entries import (
+    Outcome,
+    RecordingMethod,
+    outcome_entry,
+    provision_entry,
+    to_record,
+)
+from gateway.ledger.templates import OutcomeEntries, TransferEntries
 from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
 from gateway.policy import Decision, ProvisionItem, decide
 
@@ -146,3 +152,53 @@ def test_generated_entry_ids_are_rfc9562_version_4() -> None:
     parsed = uuid.UUID(record.entry_id)
     assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
     assert str(parsed) == record.entry_id
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    subject=text,
+    key=text,
+    payload=st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+    refers_to=st.integers(0, 2**53 - 1),
+    outcome=st.sampled_from([Outcome.DELIVERED, Outcome.FAILED, Outcome.ALLOWED]),
+    legal_basis=st.none() | st.sampled_from(["consent", "protect_life_body_property"]),
+    with_reasons=st.booleans(),
+)
+def test_outcome_entries_equal_the_general_builder(
+    subject: str,
+    key: str,
+    payload: str | None,
+    refers_to: int,
+    outcome: Outcome,
+    legal_basis: str | None,
+    with_reasons: bool,
+) -> None:
+    reasons = [{"code": "partner_rejected", "message": '100% refused: "bad"\n'}] * with_reasons
+    common = {
+        "contract": contract(),
+        "purpose": PURPOSE,
+        "legal_basis": legal_basis,
+        "outcome": outcome,
+        "operation": "ingest",
+        "transfer_id": "t-1",
+        "delivery_id": "d-1",
+        "time": NOW,
+        "reasons": reasons,
+    }
+    ids = iter(["e-1", "e-2"])
+    entries = OutcomeEntries(**common, new_id=lambda: next(ids))  # type: ignore[arg-type]
+    for entry_id in ("e-1", "e-2"):
+        got = entries.record(
+            subject_id=subject, subject_key=key, payload_sha256=payload, refers_to=refers_to
+        )
+        want = to_record(
+            outcome_entry(
+                **common,  # type: ignore[arg-type]
+                entry_id=entry_id,
+                subject_id=subject,
+                subject_key=key,
+                payload_sha256=payload,
+                refers_to=refers_to,
+            )
+        )
+        assert got == want
