@@ -9,10 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import clients, hash, keys, ledger, partners, serve
+from gateway.cli import clients, hash, keys, ledger, partners, sandbox, serve
 from gateway.errors import ConfigError
 
-COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger)
+COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger, sandbox)
 
 
 def build_parser() -> argparse.ArgumentParser:

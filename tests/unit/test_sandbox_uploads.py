@@ -14,7 +14,11 @@ from gateway.sandbox.uploads import (
     parse_upload,
 )
 
-ROWS = [("m1", "山田", "1990", "F"), ("m2", "佐藤", "1991", "f"), ("m3", "鈴木", "", "m")]
+ROWS: list[tuple[str, ...]] = [
+    ("m1", "山田", "1990", "F"),
+    ("m2", "佐藤", "1991", "f"),
+    ("m3", "鈴木", "", "m"),
+]
 
 
 def csv_text(rows: list[tuple[str, ...]] = ROWS, sep: str = ",") -> str:
