@@ -9,6 +9,8 @@ deduplicate. Rows move `pending` -> `delivered`, or `pending` -> `dead` after th
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -156,3 +158,29 @@ class JobRecord:
     counts: Mapping[str, int]
     deliveries: Mapping[str, tuple[int, int]]  # state -> (requests, entries)
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryMeta:
+    """What the worker needs to log the outcome of a row, per subject in entry order."""
+
+    purpose: str
+    legal_basis: str | None
+    subjects: tuple[tuple[str, str, str | None], ...]  # (subject id, subject key, payload sha)
+
+    def encode(self) -> bytes:
+        body = {"purpose": self.purpose, "legal_basis": self.legal_basis}
+        body["subjects"] = [list(s) for s in self.subjects]  # type: ignore[assignment]
+        return zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)
+
+    @classmethod
+    def decode(cls, meta: bytes) -> DeliveryMeta:
+        """Raises ValueError for bytes `encode` did not write."""
+        try:
+            body = json.loads(zlib.decompress(meta))
+            subjects = tuple(
+                (str(s), str(k), None if h is None else str(h)) for s, k, h in body["subjects"]
+            )
+            return cls(str(body["purpose"]), body["legal_basis"], subjects)
+        except (zlib.error, ValueError, KeyError, TypeError) as exc:
+            raise ValueError("not delivery meta") from exc

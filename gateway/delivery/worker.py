@@ -1,0 +1,300 @@
+"""The delivery worker: sends what the outbox holds, records what became of it.
+
+Each pending row is sent with its own bytes and its `delivery_id` as the `Idempotency-Key`,
+so a retry, a restart or a replay can never make the partner take it twice (a partner that
+deduplicates by key; Data Manager requests are also safe to repeat). Retries follow
+`gateway.delivery.retry` (exponential backoff with jitter, Retry-After honoured, only what is
+retryable); every failed attempt is counted in the row, so a restart resumes with the
+attempts left. When a row succeeds, its `delivered` entries and the row's new state are
+appended in one transaction; when it runs out of attempts or is refused for good, its
+`failed` entries and the dead-letter state are (and `gateway outbox replay` can send it
+again).
+
+Start: `start()` picks up every pending row, including those of a previous run. Stop:
+`stop(grace_s)` takes no new rows and lets the ones under way finish within the grace
+period; whatever is cut off stays pending and is resumed by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final, Protocol
+
+import structlog
+from tenacity import RetryCallState
+
+from gateway.adapters.customer_match import INGEST_PATH, REMOVE_PATH
+from gateway.contracts import PartnerContract
+from gateway.delivery.outbox import (
+    DeliveryMeta,
+    DeliveryState,
+    OutboxDone,
+    PendingDelivery,
+    SideWrite,
+)
+from gateway.delivery.retry import PermanentFailure, RetryableFailure, RetryPolicy, retrying
+from gateway.delivery.transport import (
+    HttpResponse,
+    Transport,
+    TransportError,
+    is_retryable_status,
+    retry_after_seconds,
+)
+from gateway.ledger.entries import Outcome
+from gateway.ledger.store import LeafRecord
+from gateway.ledger.templates import OutcomeEntries
+from gateway.storage.delivery_store import DeliveryStore
+
+__all__ = ["OPERATION_PATHS", "DeliveryWorker", "OutcomeLog", "WorkerSettings"]
+
+log = structlog.get_logger("gateway.delivery")
+
+# adapter operation -> path appended to the contract's endpoint url
+OPERATION_PATHS: Final[Mapping[str, str]] = {
+    "ingest": INGEST_PATH,
+    "remove": REMOVE_PATH,
+    "upload": "/v1/uploads",
+}
+ERROR_TEXT_MAX: Final = 300
+
+
+class OutcomeLog(Protocol):
+    """What the worker needs of the ledger: an append with side writes."""
+
+    async def append(self, records: list[LeafRecord], *, outbox: list[SideWrite] = ...) -> int: ...
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 4  # requests in flight at once, over all partners
+    poll_s: float = 0.5  # how often to look for due rows when nobody wakes the worker
+    request_limit_s: float = 60.0  # one attempt's time limit (a 10,000-member upload)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        ledger: OutcomeLog,
+        contracts: Mapping[str, PartnerContract],
+        transport: Transport,
+        credentials: Callable[[str], str | None],
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._contracts = contracts
+        self._transport = transport
+        self._credentials = credentials
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311  (jitter, not secrecy)
+        self._settings = settings or WorkerSettings()
+        self._wakeup = asyncio.Event()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # lifecycle
+
+    def start(self) -> None:
+        """Begin delivering (pending rows of earlier runs included)."""
+        if self._loop_task is None:
+            self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    def wake(self) -> None:
+        """New rows were committed: look now rather than at the next poll."""
+        self._wakeup.set()
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Take nothing new; let deliveries under way finish within `grace_s`, then cancel the
+        rest (they stay pending and resume at the next start)."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        tasks = list(self._in_flight.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            for task in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def drain(self) -> None:
+        """Wait until nothing is due or under way (tests, `gateway demo`, `outbox replay`)."""
+        while True:
+            if self._in_flight:
+                await asyncio.wait(list(self._in_flight.values()))
+                continue
+            due = await self._store.due_deliveries(self._clock(), after_seq=0, limit=1)
+            if not due:
+                return
+            self._wakeup.set()
+            await self._sleep(0.05)
+
+    # the loop
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await self._fill()
+            except Exception:  # the store failed: say so, try again at the next poll
+                log.exception("delivery_poll_failed")
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._settings.poll_s)
+
+    async def _fill(self) -> None:
+        free = self._settings.concurrency - len(self._in_flight)
+        if free <= 0:
+            return
+        due = await self._store.due_deliveries(
+            self._clock(), after_seq=0, limit=free + len(self._in_flight)
+        )
+        for row in due:
+            if free <= 0 or self._stopping:
+                break
+            if row.delivery_id in self._in_flight:
+                continue
+            task = asyncio.create_task(self._deliver(row), name=f"deliver-{row.delivery_id}")
+            self._in_flight[row.delivery_id] = task
+            task.add_done_callback(self._done)
+            free -= 1
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight = {k: t for k, t in self._in_flight.items() if t is not task}
+        self._wakeup.set()  # a slot is free
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("delivery_task_failed", error=type(exc).__name__)
+
+    # one row
+
+    async def _deliver(self, row: PendingDelivery) -> None:
+        contract = self._contracts.get(row.partner_id)
+        if contract is None:  # the contract was removed: nothing may leave for this partner
+            await self._finish(row, DeliveryState.DEAD, row.attempts, "no contract for partner")
+            return
+        attempts = row.attempts
+        policy = self._settings.policy
+        left = max(policy.max_attempts - attempts, 1)
+
+        async def before_sleep(state: RetryCallState) -> None:
+            await self._retrying(row, row.attempts + state.attempt_number, state)
+
+        controller = retrying(
+            RetryPolicy(left, policy.initial_s, policy.max_s, policy.jitter_s),
+            sleep=self._sleep,
+            rng=self._rng,
+            before_sleep=before_sleep,
+        )
+
+        try:
+            async for attempt in controller:
+                with attempt:
+                    attempts = row.attempts + attempt.retry_state.attempt_number
+                    await self._send(contract, row)
+        except (TransportError, RetryableFailure, PermanentFailure) as exc:
+            await self._finish(row, DeliveryState.DEAD, attempts, _error_text(exc))
+            return
+        await self._finish(row, DeliveryState.DELIVERED, attempts, None)
+
+    async def _send(self, contract: PartnerContract, row: PendingDelivery) -> HttpResponse:
+        """One attempt. Raises TransportError, RetryableFailure, PermanentFailure."""
+        headers = {"Content-Type": row.content_type, "Idempotency-Key": row.delivery_id}
+        secret = self._credentials(contract.endpoint.credential_ref)
+        if secret:
+            headers["Authorization"] = f"Bearer {secret}"
+        url = contract.endpoint.url.rstrip("/") + OPERATION_PATHS[row.operation]
+        response = await self._transport.post(
+            url, row.payload, headers=headers, limit_s=self._settings.request_limit_s
+        )
+        if response.ok:
+            return response
+        if is_retryable_status(response.status):
+            wait = retry_after_seconds(response.headers.get("Retry-After"), self._clock())
+            raise RetryableFailure(
+                f"partner answered {response.status}", status=response.status, retry_after=wait
+            )
+        raise PermanentFailure(f"partner refused: {response.status}", status=response.status)
+
+    async def _retrying(self, row: PendingDelivery, attempts: int, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        wait = state.upcoming_sleep or 0.0
+        now = self._clock()
+        log.info(
+            "delivery_retry",
+            delivery_id=row.delivery_id,
+            partner=row.partner_id,
+            attempts=attempts,
+            wait_s=round(wait, 3),
+            error=type(failure).__name__ if failure else None,
+        )
+        await self._store.record_attempt(
+            row.delivery_id,
+            attempts=attempts,
+            next_attempt_at=now + timedelta(seconds=wait),
+            error=_error_text(failure) if failure else "",
+            now=now,
+        )
+
+    async def _finish(
+        self, row: PendingDelivery, state: DeliveryState, attempts: int, error: str | None
+    ) -> None:
+        """The outcome entries of the row's subjects and its new state, in one append."""
+        now = self._clock()
+        done = OutboxDone(row.delivery_id, state, attempts, error, now)
+        records = self._outcome_records(row, state, error, now)
+        if records:
+            await self._ledger.append(records, outbox=[done])
+        else:
+            await self._store.apply_side_writes([done])
+        log.info(
+            "delivery_done",
+            delivery_id=row.delivery_id,
+            partner=row.partner_id,
+            state=state.value,
+            attempts=attempts,
+            entries=len(records),
+        )
+
+    def _outcome_records(
+        self, row: PendingDelivery, state: DeliveryState, error: str | None, now: datetime
+    ) -> list[LeafRecord]:
+        contract = self._contracts.get(row.partner_id)
+        if contract is None:
+            return []
+        meta = DeliveryMeta.decode(row.meta)
+        delivered = state is DeliveryState.DELIVERED
+        reasons = () if delivered else ({"code": "delivery_failed", "message": error or ""},)
+        entries = OutcomeEntries(
+            contract=contract,
+            purpose=meta.purpose,
+            legal_basis=meta.legal_basis,
+            outcome=Outcome.DELIVERED if delivered else Outcome.FAILED,
+            operation=row.operation,
+            transfer_id=row.transfer_id,
+            delivery_id=row.delivery_id,
+            time=now,
+            reasons=reasons,
+        )
+        return [
+            entries.record(subject_id=subject, subject_key=key, payload_sha256=sha, refers_to=index)
+            for index, (subject, key, sha) in enumerate(meta.subjects, row.first_index)
+        ]
+
+
+def _error_text(exc: BaseException) -> str:
+    """A short, value-free account of a failure for the row and the log."""
+    return f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX]
