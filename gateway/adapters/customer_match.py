@@ -311,13 +311,12 @@ def batches(
         raise InvalidBatch(f"batch size must be 1..{MAX_MEMBERS}, not {size}")
     open_batches: dict[ConsentFlags, list[Member]] = {}
     for member, consent in members:
-        key = (bool(consent[0]), bool(consent[1]))
-        batch = open_batches.get(key)
+        batch = open_batches.get(consent)
         if batch is None:
-            batch = open_batches[key] = []
+            batch = open_batches[consent] = []
         batch.append(member)
         if len(batch) >= size:
-            del open_batches[key]
-            yield key, batch
+            del open_batches[consent]
+            yield consent, batch
     for key in sorted(open_batches):
         yield key, open_batches[key]
