@@ -184,7 +184,7 @@ def _quick_row(
     return (subject, purpose, action, at, notice, channel, disclosure)
 
 
-class _LineSplitter:
+class LineSplitter:
     """Cuts a byte stream into lines however it is chunked. Holds at most MAX_LINE_BYTES of an
     unfinished line; a longer line comes out as None (and is rejected, not buffered)."""
 
@@ -284,7 +284,7 @@ class _Importer:
 
     def _header(self, text: str | None) -> None:
         """Raises ValidationFailed naming the unusable columns."""
-        names = None if text is None else _csv_cells(text)
+        names = None if text is None else csv_cells(text)
         if names is None:
             raise ValidationFailed(
                 "the CSV header row is not readable",
@@ -313,7 +313,7 @@ class _Importer:
     def _cells(self, text: str) -> dict[str, object]:
         assert self.columns is not None
         # Without quotes or stray CR, a CSV line is exactly its comma-separated parts.
-        cells = text.split(",") if '"' not in text and "\r" not in text else _csv_cells(text)
+        cells = text.split(",") if '"' not in text and "\r" not in text else csv_cells(text)
         if cells is None:
             raise _Reject(RejectCode.INVALID_CSV, "the line is not valid CSV (check its quotes)")
         if len(cells) != len(self.columns):
@@ -333,7 +333,7 @@ class _Importer:
         )
 
 
-def _csv_cells(text: str) -> list[str] | None:
+def csv_cells(text: str) -> list[str] | None:
     try:
         return next(csv.reader((text,), strict=True), [])
     except csv.Error:
@@ -388,7 +388,7 @@ async def import_consents(
         raise ValueError("batch_size must be positive")
     now = aware_now(now)
     importer = _Importer(fmt, known_purposes, now)
-    splitter = _LineSplitter()
+    splitter = LineSplitter()
 
     async def flush() -> None:
         if importer.rows:

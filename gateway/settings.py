@@ -37,6 +37,12 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _on_off(raw: str) -> bool:
+    if raw.lower() not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return raw.lower() == "on"
+
+
 def _region(raw: str) -> str:
     if raw.upper() not in ISO_3166_ALPHA2:
         raise ValueError("must be an assigned ISO 3166-1 alpha-2 code")
@@ -95,6 +101,28 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "and at least this often while entries arrive",
         _positive_int,
     ),
+    SettingSpec(
+        "sandbox",
+        "GATEWAY_SANDBOX",
+        lambda: "on",
+        "on: serve the partner simulators at /sandbox (the sample contracts point there); "
+        "off in production",
+        _on_off,
+    ),
+    SettingSpec(
+        "delivery_concurrency",
+        "GATEWAY_DELIVERY_CONCURRENCY",
+        lambda: "4",
+        "partner requests the delivery worker keeps in flight",
+        _positive_int,
+    ),
+    SettingSpec(
+        "drain_seconds",
+        "GATEWAY_DRAIN_SECONDS",
+        lambda: "10",
+        "on stop, how long deliveries under way may take to finish",
+        _positive_int,
+    ),
     SettingSpec("log_level", "GATEWAY_LOG_LEVEL", lambda: "info", "debug, info, warning, error"),
     SettingSpec("log_format", "GATEWAY_LOG_FORMAT", lambda: "json", "json or console"),
 )
@@ -111,6 +139,9 @@ class Settings:
     log_origin: str
     checkpoint_every: int
     checkpoint_seconds: int
+    sandbox: bool
+    delivery_concurrency: int
+    drain_seconds: int
     log_level: str
     log_format: str
 

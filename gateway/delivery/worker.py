@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -66,7 +66,9 @@ ERROR_TEXT_MAX: Final = 300
 class OutcomeLog(Protocol):
     """What the worker needs of the ledger: an append with side writes."""
 
-    async def append(self, records: list[LeafRecord], *, outbox: list[SideWrite] = ...) -> int: ...
+    async def append(
+        self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()
+    ) -> int: ...
 
 
 @dataclass(frozen=True)

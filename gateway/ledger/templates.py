@@ -38,7 +38,7 @@ from gateway.ledger.entries import (
 from gateway.ledger.store import LeafRecord
 from gateway.policy import Decision
 
-__all__ = ["OutcomeEntries", "TransferEntries"]
+__all__ = ["OutcomeEntries", "TransferEntries", "random_uuid"]
 
 _LEAF_PREFIX: Final = b"\x00"  # RFC 9162 §2.1.1: a leaf hash is SHA-256(0x00 || leaf)
 _ShapeKey: TypeAlias = tuple[Any, ...]
@@ -53,7 +53,7 @@ class _Template:
     outcome: str
 
 
-def _new_entry_id() -> str:
+def random_uuid() -> str:
     """A random (version 4) UUID, RFC 9562 §5.4: the stdlib's uuid4() costs three times as much
     (a UUID object per call), which shows when a million entries are built."""
     raw = bytearray(urandom(16))
@@ -78,7 +78,7 @@ class TransferEntries:
         transfer_id: str,
         time: datetime,
         method: RecordingMethod = RecordingMethod.SINGLE,
-        new_id: Callable[[], str] = _new_entry_id,
+        new_id: Callable[[], str] = random_uuid,
     ) -> None:
         self._contract = contract
         self._partner_id = contract.id
@@ -197,7 +197,7 @@ class OutcomeEntries:
         delivery_id: str,
         time: datetime,
         reasons: Sequence[Mapping[str, str]] = (),
-        new_id: Callable[[], str] = _new_entry_id,
+        new_id: Callable[[], str] = random_uuid,
     ) -> None:
         markers = _Markers()
         entry = outcome_entry(

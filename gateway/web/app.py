@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
+from gateway.delivery.transport import AiohttpTransport
+from gateway.delivery.worker import DeliveryWorker, WorkerSettings
+from gateway.sandbox import make_sandbox_app
 from gateway.web import (
     routes_clients,
     routes_consent,
     routes_decisions,
     routes_ledger,
     routes_meta,
+    routes_provisions,
     routes_transfers,
 )
 from gateway.web.endpoints import Endpoint, add_routes
 from gateway.web.openapi import build_openapi
 from gateway.web.problems import access_log_middleware, problem_middleware
-from gateway.web.services import SERVICES, Services
+from gateway.web.services import DELIVERY, SERVICES, Services
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -28,6 +33,7 @@ def all_endpoints() -> list[Endpoint]:
         *routes_clients.ENDPOINTS,
         *routes_ledger.ENDPOINTS,
         *routes_transfers.ENDPOINTS,
+        *routes_provisions.ENDPOINTS,
     ]
 
 
@@ -42,6 +48,33 @@ async def _ledger_running(app: web.Application) -> AsyncIterator[None]:
     await ledger.stop()
 
 
+async def _delivery_running(app: web.Application) -> AsyncIterator[None]:
+    """The delivery worker runs as long as the app, over one client session; on stop it lets
+    deliveries under way finish (GATEWAY_DRAIN_SECONDS), the rest resume at the next start.
+    It stops before the log does (cleanup runs in reverse), so its outcomes are recorded."""
+    services = app[SERVICES]
+    settings = services.settings
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None),
+        connector=aiohttp.TCPConnector(limit=max(settings.delivery_concurrency * 2, 10)),
+    ) as session:
+        worker = DeliveryWorker(
+            store=services.store,
+            ledger=services.ledger,
+            contracts=services.contracts,
+            transport=AiohttpTransport(session),
+            credentials=services.credential,
+            clock=services.clock,
+            settings=WorkerSettings(
+                concurrency=settings.delivery_concurrency, policy=services.retry_policy
+            ),
+        )
+        app[DELIVERY] = worker
+        worker.start()
+        yield
+        await worker.stop(grace_s=settings.drain_seconds)
+
+
 def make_app(services: Services) -> web.Application:
     """The service's application. The caller owns the store's lifetime."""
     app = web.Application(
@@ -50,6 +83,9 @@ def make_app(services: Services) -> web.Application:
     )
     app[SERVICES] = services
     app.cleanup_ctx.append(_ledger_running)
+    app.cleanup_ctx.append(_delivery_running)
+    if services.settings.sandbox:  # partner simulators for `serve` and `demo` (not production)
+        app.add_subapp("/sandbox", make_sandbox_app(services.sandbox))
     endpoints = all_endpoints()
     app[routes_meta.OPENAPI] = build_openapi(endpoints)
     add_routes(app, endpoints)

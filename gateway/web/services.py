@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 
 from aiohttp import web
 
+from gateway import pseudonym
 from gateway.contracts import PartnerContract
-from gateway.keyring import Keyring
+from gateway.delivery.retry import RetryPolicy
+from gateway.delivery.worker import DeliveryWorker
+from gateway.keyring import PSEUDONYMIZATION, Keyring
 from gateway.ledger.service import Ledger
+from gateway.ledger.templates import random_uuid
+from gateway.sandbox import SandboxState
 from gateway.settings import Settings
 from gateway.storage import Store
 
@@ -31,5 +36,29 @@ class Services:
     def known_purposes(self) -> frozenset[str]:
         return frozenset(p for c in self.contracts.values() for p in c.purposes)
 
+    # Partner credentials by contract credential_ref (None: send no Authorization header).
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    # The partner simulators' state when the app mounts them (GATEWAY_SANDBOX=on).
+    sandbox: SandboxState = field(default_factory=SandboxState)
+
+    # How deliveries retry (tests shorten the waits).
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def credential(self, ref: str) -> str | None:
+        return self.credentials.get(ref)
+
+    @staticmethod
+    def new_id() -> str:
+        """A random UUID: job, transfer and delivery ids (also partners' idempotency keys)."""
+        return random_uuid()
+
+    @cached_property
+    def subject_key(self) -> Callable[[str], str]:
+        """The keyed pseudonym of a subject id under the current pseudonymization key."""
+        current = self.keyring.current(PSEUDONYMIZATION)
+        return partial(pseudonym.subject_key, key_id=current.kid, key=current.material)
+
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+# The delivery worker runs with the app (it needs the app's HTTP client session).
+DELIVERY: web.AppKey[DeliveryWorker] = web.AppKey("delivery", DeliveryWorker)

@@ -13,9 +13,12 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.contracts import load_contracts
+from gateway.delivery.retry import RetryPolicy
 from gateway.keyring import init_keyring
 from gateway.ledger.service import Ledger
 from gateway.models import Role
+from gateway.runtime import utc_now
+from gateway.sandbox import SandboxState, sandbox_server
 from gateway.settings import Settings
 from gateway.storage import Store
 from gateway.web import make_app
@@ -82,3 +85,64 @@ async def api(store: Store, tmp_path: Path) -> AsyncIterator[Api]:
     server = TestServer(make_app(services), host="127.0.0.1")
     async with TestClient(server) as http:
         yield Api(http=http, keys=keys, client_ids=client_ids, services=services)
+
+
+@dataclass
+class Live:
+    """A gateway whose partner contracts point at a sandbox on its own loopback socket."""
+
+    api: Api
+    sandbox: SandboxState
+    sandbox_url: str
+
+
+def contracts_pointing_at(sandbox_url: str, folder: Path) -> Path:
+    """The sample contracts, copied to `folder` with their endpoint URLs on `sandbox_url`
+    (what an operator does to reach a real partner: change the contract's endpoint)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in (REPO / "partners").glob("*.toml"):
+        text = source.read_text(encoding="utf-8")
+        (folder / source.name).write_text(
+            text.replace("http://127.0.0.1:8080/sandbox", sandbox_url), encoding="utf-8"
+        )
+    return folder
+
+
+FAST_RETRIES = RetryPolicy(max_attempts=8, initial_s=0.01, max_s=0.2, jitter_s=0.01)
+
+
+@pytest.fixture
+async def live(store: Store, tmp_path: Path) -> AsyncIterator[Live]:
+    state = SandboxState(seed=7)
+    async with sandbox_server(state) as sandbox_url:
+        settings = Settings.from_env(
+            {},
+            home=tmp_path,
+            keys_dir=tmp_path / "keys",
+            partners_dir=contracts_pointing_at(sandbox_url, tmp_path / "partners"),
+            max_json_bytes=MAX_JSON_BYTES,
+            sandbox=False,
+        )
+        keyring, _ = init_keyring(settings.keys_dir, NOW)
+        ledger = Ledger(store=store, keyring=keyring, origin=settings.log_origin, clock=utc_now)
+        services = Services(
+            settings=settings,
+            store=store,
+            contracts=load_contracts(settings.partners_dir, NOW.date()),
+            keyring=keyring,
+            ledger=ledger,
+            clock=utc_now,
+            retry_policy=FAST_RETRIES,
+        )
+        keys: dict[Role, str] = {}
+        client_ids: dict[Role, str] = {}
+        for role in Role:
+            partners = SENDER_PARTNERS if role is Role.SENDER else ()
+            record, key = mint_client(name=f"test-{role}", role=role, partners=partners, now=NOW)
+            await store.create_client(record)
+            keys[role] = key
+            client_ids[role] = record.client_id
+        server = TestServer(make_app(services), host="127.0.0.1")
+        async with TestClient(server) as http:
+            api = Api(http=http, keys=keys, client_ids=client_ids, services=services)
+            yield Live(api=api, sandbox=state, sandbox_url=sandbox_url)

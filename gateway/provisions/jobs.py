@@ -1,0 +1,196 @@
+"""Provision jobs: create (idempotently), feed records in chunks, report.
+
+A job is created once per (client, idempotency key). Feeding reads the caller's records in
+input order, chunk by chunk; each chunk's entries, outbox rows, rejections and the job's new
+resume point are appended together (`plan_chunk`, one `Ledger.append`). Resubmitting the same
+key continues where the last committed chunk ended, so an upload cut off by a crash or a
+dropped connection can be sent again whole: the records already taken are skipped, nothing
+is queued twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from gateway.contracts import PartnerContract
+from gateway.delivery.outbox import JobRecord, NewJob
+from gateway.errors import Conflict, FieldError, NotFound, ValidationFailed
+from gateway.ledger.service import Ledger
+from gateway.models import LegalBasis, PartnerKind
+from gateway.provisions.customer_match import UploadContext, plan_chunk
+from gateway.storage import Store
+
+__all__ = ["CHUNK_RECORDS", "JobRequest", "Jobs", "job_view"]
+
+CHUNK_RECORDS: Final = 10_000  # records decided per append: a full Data Manager request
+KIND_CUSTOMER_MATCH: Final = "customer_match"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    partner: str
+    destination: str
+    purpose: str
+    legal_basis: LegalBasis
+    idempotency_key: str
+
+    def digest(self) -> str:
+        """What must match when the same idempotency key comes again."""
+        fields = [self.partner, self.destination, self.purpose, self.legal_basis.value]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+class Jobs:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ledger: Ledger,
+        contracts: Mapping[str, PartnerContract],
+        subject_key: Callable[[str], str],
+        new_id: Callable[[], str],
+        clock: Callable[[], datetime],
+        default_region: str,
+    ) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._contracts = contracts
+        self._subject_key = subject_key
+        self._new_id = new_id
+        self._clock = clock
+        self._default_region = default_region
+
+    def contract_for(self, request: JobRequest) -> PartnerContract:
+        """The contract, checked to take this request. Raises NotFound, ValidationFailed."""
+        contract = self._contracts.get(request.partner)
+        if contract is None:
+            raise NotFound(
+                "unknown partner", errors=[FieldError("/partner", "no contract has this id")]
+            )
+        if contract.kind is not PartnerKind.CUSTOMER_MATCH:
+            detail = f"partner is a {contract.kind.value} partner, not customer_match"
+            raise ValidationFailed("wrong kind of partner", errors=[FieldError("/partner", detail)])
+        if request.destination not in contract.destinations:
+            names = ", ".join(sorted(contract.destinations))
+            detail = f"the contract declares: {names}"
+            raise NotFound("unknown destination", errors=[FieldError("/destination", detail)])
+        if request.purpose not in contract.purposes:
+            names = ", ".join(sorted(contract.purposes))
+            raise NotFound(
+                "unknown purpose",
+                errors=[FieldError("/purpose", f"the contract lists: {names}")],
+            )
+        return contract
+
+    async def open(self, request: JobRequest, client_id: str) -> tuple[JobRecord, bool]:
+        """The job of this (client, key): created now (True) or found. Raises Conflict when
+        the key was used with other parameters; NotFound/ValidationFailed as contract_for."""
+        self.contract_for(request)
+        job = NewJob(
+            job_id=self._new_id(),
+            client_id=client_id,
+            idempotency_key=request.idempotency_key,
+            request_sha256=request.digest(),
+            kind=KIND_CUSTOMER_MATCH,
+            partner_id=request.partner,
+            destination=request.destination,
+            purpose=request.purpose,
+            legal_basis=request.legal_basis.value,
+            transfer_id=self._new_id(),
+            created_at=self._clock(),
+        )
+        stored, created = await self._store.create_job(job)
+        if stored.job.request_sha256 != job.request_sha256:
+            raise Conflict(
+                "this idempotency key was used with other parameters",
+                errors=[FieldError("/idempotency_key", "already used for another upload")],
+            )
+        return stored, created
+
+    async def feed(
+        self, record: JobRecord, request: JobRequest, lines: AsyncIterator[tuple[int, Any]]
+    ) -> JobRecord:
+        """Consume `lines` ((1-based line, record or parse-error text), in input order),
+        skipping those an earlier submission already committed. Returns the job as stored.
+        Raises StorageError."""
+        ctx = UploadContext(
+            job_id=record.job.job_id,
+            transfer_id=record.job.transfer_id,
+            contract=self.contract_for(request),
+            destination=self.contract_for(request).destinations[request.destination],
+            purpose=request.purpose,
+            legal_basis=request.legal_basis,
+            default_region=self._default_region,
+            subject_key=self._subject_key,
+            new_id=self._new_id,
+        )
+        if not record.input_complete:
+            await self._consume(ctx, record.records_done, lines)
+        found = await self._store.get_job(record.job.job_id)
+        assert found is not None, "a job is never deleted"
+        return found
+
+    async def _consume(
+        self, ctx: UploadContext, done: int, lines: AsyncIterator[tuple[int, Any]]
+    ) -> None:
+        chunk: list[tuple[int, Any]] = []
+        last_line = done
+        async for line, raw in lines:
+            last_line = line
+            if line <= done:
+                continue  # committed by an earlier submission of this key
+            chunk.append((line, raw))
+            if len(chunk) >= CHUNK_RECORDS:
+                await self._commit(ctx, chunk, last_line, last=False)
+                chunk = []
+        await self._commit(ctx, chunk, max(last_line, done), last=True)
+
+    async def _commit(
+        self, ctx: UploadContext, chunk: list[tuple[int, Any]], done: int, *, last: bool
+    ) -> None:
+        subjects = [r.get("subject_id") for _, r in chunk if isinstance(r, dict)]
+        wanted = [s for s in subjects if isinstance(s, str)]
+        states = await self._store.subject_states(wanted) if wanted else {}
+        plan = plan_chunk(ctx, chunk, states, self._clock(), done=done, last=last)
+        if plan.records:
+            await self._ledger.append(plan.records, outbox=plan.writes)
+        else:
+            await self._store.apply_side_writes(plan.writes)
+
+
+def job_view(record: JobRecord) -> dict[str, Any]:
+    """`GET /v1/jobs/{job_id}`: the job, its state and its counts by outcome."""
+    deliveries = record.deliveries
+    pending = deliveries.get("pending", (0, 0))
+    delivered = deliveries.get("delivered", (0, 0))
+    dead = deliveries.get("dead", (0, 0))
+    if not record.input_complete:
+        state = "queued"
+    elif pending[0]:
+        state = "running"
+    elif dead[0]:
+        state = "failed"
+    else:
+        state = "done"
+    counts = {name: record.counts.get(name, 0) for name in ("allowed", "denied", "invalid")}
+    counts["received"] = record.records_done
+    counts.update(delivered=delivered[1], failed=dead[1], pending=pending[1])
+    job = record.job
+    return {
+        "job_id": job.job_id,
+        "state": state,
+        "counts": counts,
+        "partner": job.partner_id,
+        "destination": job.destination,
+        "purpose": job.purpose,
+        "legal_basis": job.legal_basis,
+        "transfer_id": job.transfer_id,
+        "requests": {"pending": pending[0], "delivered": delivered[0], "dead": dead[0]},
+        "created_at": job.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }

@@ -1,0 +1,91 @@
+"""Reading a provision's records from a streamed body: JSONL or CSV, one record per line.
+
+Each record comes out with its 1-based line number (the CSV header is line 0, not a record),
+as a dict of strings, or as a short error text when the line cannot be read: a broken line is
+reported against its number and the upload goes on (nothing is dropped silently). Memory is
+bounded by one line (gateway.consent_import.LineSplitter, MAX_LINE_BYTES).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Literal
+
+from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells
+from gateway.errors import FieldError, ValidationFailed
+
+__all__ = ["read_records"]
+
+Line = tuple[int, "dict[str, object] | str"]
+
+
+async def read_records(
+    chunks: AsyncIterable[bytes], fmt: Literal["jsonl", "csv"], *, columns: frozenset[str]
+) -> AsyncIterator[Line]:
+    """Records of the body, in order. Raises ValidationFailed for a CSV header that names a
+    column outside `columns` or lacks subject_id (the upload cannot be understood at all)."""
+    splitter = LineSplitter()
+    header: list[str] | None = None
+    number = 0
+    async for chunk in chunks:
+        for raw in splitter.feed(chunk):
+            if fmt == "csv" and header is None:
+                header = _header(raw, columns)
+                continue
+            number += 1
+            if raw is not None and not raw.strip():
+                continue  # a blank line is no record (a trailing newline, say)
+            yield number, _record(raw, header)
+        await asyncio.sleep(0)  # a body that arrives at once must not starve the loop
+    for raw in splitter.finish():
+        if fmt == "csv" and header is None:
+            header = _header(raw, columns)
+            continue
+        number += 1
+        if raw is not None and raw.strip():
+            yield number, _record(raw, header)
+
+
+def _header(raw: bytes | None, columns: frozenset[str]) -> list[str]:
+    cells = None if raw is None else csv_cells(_text(raw) or "")
+    if not cells or "subject_id" not in cells:
+        raise ValidationFailed(
+            "the CSV header must name the columns, subject_id among them",
+            errors=[FieldError("/header", "missing or unreadable, or no subject_id column")],
+        )
+    unknown = [c for c in cells if c != "subject_id" and c not in columns]
+    if unknown:
+        raise ValidationFailed(
+            "the CSV header names unknown columns",
+            errors=[FieldError("/header", f"unknown column: {name}") for name in unknown[:20]],
+        )
+    return cells
+
+
+def _text(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError:
+        return None
+
+
+def _record(raw: bytes | None, header: list[str] | None) -> dict[str, object] | str:
+    if raw is None:
+        return f"line longer than {MAX_LINE_BYTES} bytes"
+    text = _text(raw)
+    if text is None:
+        return "line is not valid UTF-8"
+    if header is None:
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):  # JSONDecodeError's message never quotes input
+            return "line is not valid JSON"
+        return value if isinstance(value, dict) else "line is not a JSON object"
+    cells = csv_cells(text)
+    if cells is None:
+        return "line is not valid CSV (broken quoting)"
+    if len(cells) != len(header):
+        return f"line has {len(cells)} cells, the header {len(header)}"
+    return dict(zip(header, cells, strict=True))

@@ -1,0 +1,178 @@
+"""Customer Match end to end over real sockets: gateway -> outbox -> worker -> sandbox.
+
+Every test runs on both stores. The sandbox validates each request against Google's
+discovery document and counts members by digest, so "exactly once" is checked on what
+arrived, not on what the gateway believes it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from gateway.ledger.store import TransferFilter
+from gateway.models import Role
+from gateway.sandbox import FaultPlan
+from tests.integration.conftest import Live
+
+GRANT = {
+    "notice_version": "privacy-notice-2026-04",
+    "obtained_at": "2026-04-01T09:30:00+09:00",
+    "channel": "web",
+    "foreign_disclosure_version": "us-google-2025-04",
+}
+PARAMS = {
+    "partner": "google-customer-match",
+    "destination": "default",
+    "purpose": "ad_customer_match",
+    "legal_basis": "consent",
+}
+
+
+async def grant(live: Live, *subjects: str, purpose: str = "ad_customer_match") -> None:
+    for subject in subjects:
+        resp = await live.api.call("PUT", f"/v1/subjects/{subject}/consents/{purpose}", json=GRANT)
+        assert resp.status == 201, await resp.text()
+
+
+def record(n: int, **extra: Any) -> dict[str, Any]:
+    return {"subject_id": f"cust-{n}", "email": f"Person.{n}@Example.com", **extra}
+
+
+async def upload(live: Live, records: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    body = {**PARAMS, "idempotency_key": key, "records": records}
+    resp = await live.api.call("POST", "/v1/provisions/customer-match", Role.SENDER, json=body)
+    assert resp.status == 202, await resp.text()
+    assert resp.headers["Location"].startswith("/v1/jobs/")
+    job: dict[str, Any] = await resp.json()
+    return job
+
+
+async def settled(live: Live, job_id: str, limit_s: float = 30) -> dict[str, Any]:
+    """The job once nothing is pending any more."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            resp = await live.api.call("GET", f"/v1/jobs/{job_id}", Role.SENDER)
+            job: dict[str, Any] = await resp.json()
+            if job["state"] in ("done", "failed"):
+                return job
+            await asyncio.sleep(0.05)
+
+
+async def outcomes(live: Live, transfer_id: str) -> Counter[str]:
+    leaves = await live.api.services.store.ledger_transfer(transfer_id)
+    return Counter(json.loads(leaf.leaf or b"{}")["outcome"] for leaf in leaves)
+
+
+async def test_allowed_records_arrive_once_and_every_record_is_logged(live: Live) -> None:
+    await grant(live, *(f"cust-{n}" for n in range(8)))
+    records = [record(n) for n in range(10)]  # cust-8, cust-9: no consent
+    records.append({"subject_id": "cust-0b", "phone": "not a phone"})  # no usable identifier
+    records.append({"email": "nobody@example.com"})  # no subject id
+    job = await upload(live, records, "k-1")
+    assert job["counts"]["received"] == 12
+    assert job["counts"]["allowed"] == 8
+    assert job["counts"]["denied"] == 3  # cust-8, cust-9 and cust-0b (no consent either)
+    assert job["counts"]["invalid"] == 1
+    done = await settled(live, job["job_id"])
+    assert done["state"] == "done"
+    assert done["counts"]["delivered"] == 8
+    members = live.sandbox.member_counts("ingest")
+    assert sum(members.values()) == 8
+    assert set(members.values()) == {1}
+    assert await outcomes(live, job["transfer_id"]) == Counter(allowed=8, delivered=8, denied=3)
+
+
+async def test_same_idempotency_key_does_not_upload_twice(live: Live) -> None:
+    await grant(live, "cust-1", "cust-2")
+    first = await upload(live, [record(1), record(2)], "k-same")
+    await settled(live, first["job_id"])
+    again = await upload(live, [record(1), record(2)], "k-same")
+    assert again["job_id"] == first["job_id"]
+    await settled(live, again["job_id"])
+    assert sum(live.sandbox.member_counts("ingest").values()) == 2
+    assert await outcomes(live, first["transfer_id"]) == Counter(allowed=2, delivered=2)
+
+
+async def test_key_reused_with_other_parameters_is_a_conflict(live: Live) -> None:
+    await upload(live, [record(1)], "k-c")
+    body = {**PARAMS, "purpose": "other", "idempotency_key": "k-c", "records": [record(1)]}
+    resp = await live.api.call("POST", "/v1/provisions/customer-match", Role.SENDER, json=body)
+    assert resp.status in (404, 409)
+
+
+async def test_rejections_name_line_code_and_field_never_the_value(live: Live) -> None:
+    await grant(live, "cust-1")
+    job = await upload(live, [record(1, phone="12"), {"subject_id": "cust-2", "shoe": "44"}], "k-r")
+    resp = await live.api.call("GET", f"/v1/jobs/{job['job_id']}/rejections", Role.SENDER)
+    assert resp.status == 200
+    rows = [json.loads(line) for line in (await resp.text()).splitlines()]
+    by_line = {(r["line"], r["code"]) for r in rows}
+    assert (2, "unknown_field") in by_line
+    assert any(line == 1 and r["field"] == "phone" for r in rows for line in [r["line"]])
+    assert "44" not in await resp.text() or all(r["message"] != "44" for r in rows)
+    csv_resp = await live.api.call(
+        "GET", f"/v1/jobs/{job['job_id']}/rejections?format=csv", Role.SENDER
+    )
+    assert (await csv_resp.text()).startswith("line,subject_id,code,field,message")
+
+
+async def test_streamed_csv_with_a_broken_line(live: Live) -> None:
+    await grant(live, "cust-1", "cust-3")
+    body = (
+        "subject_id,email,phone\r\n"
+        "cust-1,one@example.com,\r\n"
+        'cust-2,"broken,\r\n'
+        "cust-3,three@example.com,+81 90 1234 5678\r\n"
+    )
+    query = "&".join(f"{k}={v}" for k, v in {**PARAMS, "idempotency_key": "k-csv"}.items())
+    resp = await live.api.call(
+        "POST",
+        f"/v1/provisions/customer-match?{query}",
+        Role.SENDER,
+        data=body,
+        headers={"Content-Type": "text/csv"},
+    )
+    assert resp.status == 202, await resp.text()
+    job = await resp.json()
+    assert job["counts"] == {**job["counts"], "received": 3, "allowed": 2, "invalid": 1}
+    await settled(live, job["job_id"])
+    assert sum(live.sandbox.member_counts("ingest").values()) == 2
+
+
+async def test_faults_are_retried_until_delivered_once(live: Live) -> None:
+    subjects = [f"cust-{n}" for n in range(30)]
+    await grant(live, *subjects)
+    live.sandbox.set_faults(
+        "google-datamanager",
+        FaultPlan(rate=0.3, kinds=("429", "500", "503", "drop"), retry_after=0.0, first_n=2),
+    )
+    jobs = [await upload(live, [record(n)], f"k-f{n}") for n in range(30)]
+    for job in jobs:
+        assert (await settled(live, job["job_id"]))["state"] == "done"
+    members = live.sandbox.member_counts("ingest")
+    assert sum(members.values()) == 30
+    assert set(members.values()) == {1}
+    assert live.sandbox.stats()["google-datamanager"]["requests"] > 30  # faults happened
+
+
+async def test_permanent_refusal_is_a_dead_letter_with_failed_entries(live: Live) -> None:
+    await grant(live, "cust-1")
+    contract = live.api.services.contracts["google-customer-match"]
+    broken = contract.model_copy(
+        update={
+            "endpoint": contract.endpoint.model_copy(
+                update={"url": live.sandbox_url + "/no-such-partner"}
+            )
+        }
+    )
+    live.api.services.contracts["google-customer-match"] = broken  # type: ignore[index]
+    job = await upload(live, [record(1)], "k-dead")
+    done = await settled(live, job["job_id"])
+    assert done["state"] == "failed"
+    assert done["counts"]["failed"] == 1
+    assert await outcomes(live, job["transfer_id"]) == Counter(allowed=1, failed=1)
+    flt = TransferFilter(subject_id="cust-1", outcome="failed")
+    assert len(await live.api.services.store.ledger_find(flt, after=-1, limit=10)) == 1
