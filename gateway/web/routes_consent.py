@@ -18,9 +18,10 @@ from gateway.consent import (
 from gateway.consent_import import ImportResult, import_consents
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.models import ConsentEvent, Discontinuance, Role
+from gateway.provisions.removal import Removals
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import model_response, read_model, require_media
-from gateway.web.services import SERVICES
+from gateway.web.services import DELIVERY, SERVICES
 
 IMPORT_MEDIA = ("application/x-ndjson", "application/jsonl", "text/csv")
 
@@ -72,7 +73,25 @@ async def delete_consent(request: web.Request, caller: Caller) -> web.StreamResp
         subject_id, purpose, withdrawn_at=None, now=services.clock(), recorded_by=caller.actor
     )
     await services.store.append_consent_events([event])
+    await _remove_from_partners(request, subject_id, purpose=purpose, partners=None)
     return model_response(event)
+
+
+async def _remove_from_partners(
+    request: web.Request, subject_id: str, *, purpose: str | None, partners: frozenset[str] | None
+) -> None:
+    """APPI Art. 35: partners holding the person are asked to remove them (queued, logged)."""
+    services = request.app[SERVICES]
+    removals = Removals(
+        store=services.store,
+        ledger=services.ledger,
+        contracts=services.contracts,
+        clock=services.clock,
+        new_id=services.new_id,
+    )
+    why = "consent_withdrawn" if purpose is not None else "discontinuance"
+    if await removals.remove(subject_id, purpose=purpose, partners=partners, why=why):
+        request.app[DELIVERY].wake()
 
 
 async def get_consents(request: web.Request, caller: Caller) -> web.StreamResponse:
@@ -105,6 +124,8 @@ async def post_discontinuance(request: web.Request, caller: Caller) -> web.Strea
             raise ValidationFailed("the request names unknown partners", errors=unknown)
     item = discontinuance(subject_id, body, now=services.clock(), recorded_by=caller.actor)
     saved = await services.store.append_discontinuance(item)
+    partners = None if saved.partners is None else frozenset(saved.partners)
+    await _remove_from_partners(request, subject_id, purpose=None, partners=partners)
     return model_response(saved, status=201)
 
 

@@ -176,3 +176,58 @@ async def test_permanent_refusal_is_a_dead_letter_with_failed_entries(live: Live
     assert await outcomes(live, job["transfer_id"]) == Counter(allowed=1, failed=1)
     flt = TransferFilter(subject_id="cust-1", outcome="failed")
     assert len(await live.api.services.store.ledger_find(flt, after=-1, limit=10)) == 1
+
+
+async def removed_members(live: Live, count: int) -> None:
+    async with asyncio.timeout(20):
+        while sum(live.sandbox.member_counts("remove").values()) < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
+async def test_withdrawal_removes_the_person_from_the_partner(live: Live) -> None:
+    await grant(live, "cust-1", "cust-2")
+    job = await upload(live, [record(1), record(2)], "k-w")
+    await settled(live, job["job_id"])
+    resp = await live.api.call("DELETE", "/v1/subjects/cust-1/consents/ad_customer_match")
+    assert resp.status == 200
+    await removed_members(live, 1)
+    ingested = live.sandbox.member_counts("ingest")
+    removed = live.sandbox.member_counts("remove")
+    assert set(removed) <= set(ingested)  # the very member that was uploaded
+    flt = TransferFilter(subject_id="cust-1")
+    entries = [
+        json.loads(leaf.leaf or b"{}")
+        for leaf in await live.api.services.store.ledger_find(flt, after=-1, limit=100)
+    ]
+    removal = [(e["operation"], e["outcome"]) for e in entries if e.get("operation") == "remove"]
+    async with asyncio.timeout(10):  # the worker logs the removal's delivery after the ack
+        while ("remove", "delivered") not in removal:
+            await asyncio.sleep(0.05)
+            entries = [
+                json.loads(leaf.leaf or b"{}")
+                for leaf in await live.api.services.store.ledger_find(flt, after=-1, limit=100)
+            ]
+            removal = [
+                (e["operation"], e["outcome"]) for e in entries if e.get("operation") == "remove"
+            ]
+    assert ("remove", "allowed") in removal
+    # A second withdrawal finds nothing left to remove.
+    await live.api.call("DELETE", "/v1/subjects/cust-1/consents/ad_customer_match")
+    await asyncio.sleep(0.3)
+    assert sum(live.sandbox.member_counts("remove").values()) == 1
+    report = await live.api.call("GET", "/v1/subjects/cust-1/disclosures", Role.COMPLIANCE)
+    statuses = [p["status"] for p in (await report.json())["provisions"]]
+    assert "removed" in statuses
+
+
+async def test_discontinuance_removes_from_the_partners_it_names(live: Live) -> None:
+    await grant(live, "cust-5")
+    job = await upload(live, [record(5)], "k-d")
+    await settled(live, job["job_id"])
+    resp = await live.api.call(
+        "POST",
+        "/v1/subjects/cust-5/discontinuance",
+        json={"partners": ["google-customer-match"], "reason": "asked us to stop"},
+    )
+    assert resp.status == 201, await resp.text()
+    await removed_members(live, 1)
