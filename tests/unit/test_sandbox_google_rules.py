@@ -7,12 +7,14 @@ import copy
 import json
 import time
 from collections.abc import Callable
+from random import Random
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.sandbox import google_rules
 from gateway.sandbox.discovery import Check, DiscoveryDocument
 from gateway.sandbox.examples import (
     example_ingest_request,
@@ -381,3 +383,63 @@ def test_expected_digest_helper_matches_the_sandbox() -> None:
     verdict = ingest(example_ingest_request(3, start=5))
     assert isinstance(verdict, Accepted)
     assert verdict.packed == b"".join(expected_digest(i) for i in range(5, 8))
+
+
+identifier_values = st.one_of(
+    hex_digests,
+    hex_digests.map(str.upper),
+    hex_digests.map(lambda h: h[:63]),
+    hex_digests.map(lambda h: h[:63] + "é"),
+    st.sampled_from(["", "taro@example.com"]),
+    st.none(),
+)
+
+
+@st.composite
+def shaky_members(draw: st.DrawFn) -> dict[str, Any]:
+    """Members that are often subtly wrong: bad hashes, nulls, bad addresses, extra data."""
+    identifiers: list[Any] = []
+    kinds = st.sampled_from(["emailAddress", "phoneNumber", "address"])
+    for kind in draw(st.lists(kinds, max_size=11)):
+        if kind != "address":
+            identifiers.append({kind: draw(identifier_values)})
+            continue
+        address = {
+            "givenName": draw(identifier_values),
+            "familyName": draw(identifier_values),
+            "regionCode": draw(st.sampled_from(["JP", "jp", "J", "JPN", "", None])),
+            "postalCode": draw(st.sampled_from(["1000001", "", None])),
+        }
+        identifiers.append({"address": {k: v for k, v in address.items() if v is not None}})
+    if draw(st.booleans()) and identifiers:
+        identifiers[0] = {**identifiers[0], "phoneNumber": HEX}
+    member: dict[str, Any] = {"userData": {"userIdentifiers": identifiers}}
+    extra = draw(st.sampled_from([None, "consent", "pairData", "nullPairData"]))
+    if extra == "consent":
+        member["consent"] = {"adUserData": "CONSENT_GRANTED"}
+    elif extra == "pairData":
+        member["pairData"] = {"pairIds": ["p"]}
+    elif extra == "nullPairData":
+        member["pairData"] = None
+    return member
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(members(), max_size=2), st.lists(shaky_members(), max_size=3), st.randoms())
+def test_fast_path_agrees_with_the_careful_path(
+    clean: list[dict[str, Any]], shaky: list[dict[str, Any]], rng: Random
+) -> None:
+    members_ = clean + shaky
+    rng.shuffle(members_)
+
+    violations: list[tuple[str, str]] = []
+    careful = b"".join(
+        google_rules._check_member(m, i, google_rules._HASHED["HEX"], "HEX", violations)
+        for i, m in enumerate(members_)
+    )
+    fast = google_rules._scan_hex(members_)
+    if fast is not None:  # None: the fast path declined, the careful path decides
+        assert violations == []
+        assert fast == careful
+    if all(m in clean for m in members_):
+        assert fast is not None
