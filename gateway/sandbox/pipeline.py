@@ -52,6 +52,10 @@ class BodyTooLarge(GatewayError):
     """The request body is over the partner's limit."""
 
 
+class BodyIncomplete(GatewayError):
+    """The connection ended before the whole request body arrived."""
+
+
 def partner_route(
     target: str, handler: PartnerHandler, *, error: ErrorFactory, body_limit: int
 ) -> Handler:
@@ -66,6 +70,9 @@ def partner_route(
         except BodyTooLarge:
             state.reject(target)
             return error(413, f"The request body is larger than {body_limit} bytes.")
+        except BodyIncomplete:  # the client went away mid-body: nobody reads this answer
+            state.reject(target)
+            return error(400, "The request body is incomplete.")
         if decision.latency_s > 0:
             await asyncio.sleep(decision.latency_s)
         if decision.kind is not None:
@@ -76,7 +83,14 @@ def partner_route(
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body, at most `limit` bytes. Raises BodyTooLarge."""
+    """The whole body, at most `limit` bytes. Raises BodyTooLarge, BodyIncomplete."""
+    try:
+        return await _read_body(request, limit)
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise BodyIncomplete(str(exc)) from exc
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     declared = request.content_length
     if declared is not None:
         if declared > limit:

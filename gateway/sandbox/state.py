@@ -234,7 +234,8 @@ class SandboxState:
         counters.accepted += 1
         if key is None:
             counters.unkeyed += 1
-            counters.unkeyed_records.append(record)
+            if target == GOOGLE:  # member_counts needs them; other targets' would only grow
+                counters.unkeyed_records.append(record)
         else:
             counters.responses[key] = response
             counters.records[key] = record

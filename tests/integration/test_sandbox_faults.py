@@ -147,3 +147,22 @@ async def test_shutdown_does_not_wait_for_a_hanging_timeout() -> None:
         assert response.status == 504
         response.release()
     assert time.monotonic() - started < 10
+
+
+async def test_oversized_and_incomplete_bodies_are_refused(sandbox: Sandbox) -> None:
+    async with sandbox.http.post(sandbox.url + FRAUD, data=b" " * (2 * 1024 * 1024)) as resp:
+        assert resp.status == 413
+    port = int(sandbox.url.split(":")[2].split("/")[0])
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /sandbox/fraud/v1/scores HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(200):
+        if (await sandbox.stats())["rejected"] == 2:
+            break
+        await asyncio.sleep(0.01)
+    stats = await sandbox.stats()
+    assert (stats["requests"], stats["rejected"], stats["accepted"]) == (2, 2, 0)

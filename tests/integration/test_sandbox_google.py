@@ -77,13 +77,50 @@ async def test_invalid_bodies_get_google_errors_naming_the_field(sandbox: Sandbo
     assert (await sandbox.stats())["google-datamanager"]["rejected"] == 1
 
 
-async def test_unknown_field_and_too_many_members(sandbox: Sandbox) -> None:
-    status, answer = await sandbox.post(INGEST, {**example_ingest_request(), "audience": []})
+def _broken(case: str) -> tuple[dict[str, Any], str]:
+    """An ingest body broken in one way, and the field a violation must name."""
+    body = example_ingest_request(2)
+    first = body["audienceMembers"][1]["userData"]["userIdentifiers"][0]
+    if case == "unknown field":
+        body["audienceMembers"][1]["userData"]["hashedEmail"] = "x"
+        return body, "audienceMembers[1].userData.hashedEmail"
+    if case == "wrong enum":
+        body["consent"]["adPersonalization"] = "YES"
+        return body, "consent.adPersonalization"
+    if case == "wrong type":
+        body["destinations"][0]["operatingAccount"]["accountId"] = 1234567890
+        return body, "destinations[0].operatingAccount.accountId"
+    if case == "10,001 members":
+        return example_ingest_request(10_001), "audienceMembers"
+    if case == "non-hex with HEX":
+        first["emailAddress"] = "taro@example.com"
+        return body, "audienceMembers[1].userData.userIdentifiers[0].emailAddress"
+    if case == "missing ToS":
+        del body["termsOfService"]
+        return body, "termsOfService.customerMatchTermsOfServiceStatus"
+    del body["destinations"]
+    return body, "destinations"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unknown field",
+        "wrong enum",
+        "wrong type",
+        "10,001 members",
+        "non-hex with HEX",
+        "missing ToS",
+        "missing destination",
+    ],
+)
+async def test_each_broken_body_is_a_400_naming_the_field(sandbox: Sandbox, case: str) -> None:
+    body, field = _broken(case)
+    status, answer = await sandbox.post(INGEST, body)
     assert status == 400
-    assert answer["error"]["details"][0]["fieldViolations"][0]["field"] == "audience"
-    status, answer = await sandbox.post(INGEST, example_ingest_request(10_001))
-    assert status == 400
-    assert answer["error"]["details"][0]["fieldViolations"][0]["field"] == "audienceMembers"
+    assert answer["error"]["status"] == "INVALID_ARGUMENT"
+    violations = answer["error"]["details"][0]["fieldViolations"]
+    assert field in [v["field"] for v in violations]
 
 
 async def test_not_json_wrong_method_and_unknown_path(sandbox: Sandbox) -> None:
