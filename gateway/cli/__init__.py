@@ -9,10 +9,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import clients, hash, keys, ledger, partners, sandbox, serve
+from gateway.cli import clients, hash, keys, ledger, outbox, partners, sandbox, serve, upload
 from gateway.errors import ConfigError
 
-COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger, sandbox)
+COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger, sandbox, upload, outbox)
 
 
 def build_parser() -> argparse.ArgumentParser:

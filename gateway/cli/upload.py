@@ -1,0 +1,170 @@
+"""`gateway upload`: stream a CSV (or JSONL) file to the service as a Customer Match upload.
+
+    gateway upload --partner google-customer-match --destination default members.csv
+
+The file goes in one streamed request (no size limit, constant memory) with a progress bar on
+a terminal; the service decides, records and queues every record before it answers, then the
+command follows the job until its deliveries are done and prints the outcome counts.
+
+The idempotency key defaults to the SHA-256 of the file's bytes: running the same file again
+never uploads it twice. When the connection breaks mid-upload (the service restarted), the
+command sends the file again under the same key, up to --retries times: the service skips the
+records it had already committed and takes the rest.
+
+Exit status: 0 when the job is done, 1 when it failed (some deliveries are dead letters),
+2 when the upload was refused (the problem is printed) or the service could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlencode
+
+import aiohttp
+
+CHUNK: Final = 1 << 18
+POLL_S: Final = 0.5
+DEFAULT_URL: Final = "http://127.0.0.1:8080"
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "upload",
+        help="upload a CSV/JSONL file of records to a Customer Match partner",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, help="CSV with a header row (or .jsonl)")
+    parser.add_argument("--partner", required=True)
+    parser.add_argument("--destination", default="default")
+    parser.add_argument("--purpose", default="ad_customer_match")
+    parser.add_argument("--legal-basis", default="consent")
+    parser.add_argument("--idempotency-key", help="default: SHA-256 of the file")
+    parser.add_argument(
+        "--url", default=os.environ.get("GATEWAY_URL", DEFAULT_URL), help="($GATEWAY_URL)"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("GATEWAY_API_KEY", ""),
+        help="a sender client's key ($GATEWAY_API_KEY)",
+    )
+    parser.add_argument("--retries", type=int, default=5, help="resends after a broken upload")
+    parser.add_argument("--no-wait", action="store_true", help="do not follow the deliveries")
+    parser.set_defaults(func=lambda a: asyncio.run(_main(a)))
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Progress:
+    """A one-line progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.live = sys.stderr.isatty()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.live and (now - self.shown > 0.1 or self.done >= self.total):
+            self.shown = now
+            share = self.done / self.total
+            rate = self.done / max(now - self.started, 1e-6) / 1e6
+            bar = "#" * int(share * 30)
+            print(f"\r[{bar:<30}] {share:6.1%} {rate:6.1f} MB/s", end="", file=sys.stderr)
+
+    def end(self) -> None:
+        if self.live:
+            print(file=sys.stderr)
+
+
+async def _chunks(path: Path, progress: Progress) -> AsyncIterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            progress.add(len(chunk))
+            yield chunk
+            await asyncio.sleep(0)
+
+
+def _media(path: Path) -> str:
+    return "application/x-ndjson" if path.suffix in (".jsonl", ".ndjson") else "text/csv"
+
+
+async def _send(session: aiohttp.ClientSession, args: argparse.Namespace, key: str) -> Any:
+    """One streamed upload. Returns the 202 body; raises SystemExit(2) on a problem answer,
+    aiohttp.ClientError when the connection broke."""
+    query = urlencode(
+        {
+            "partner": args.partner,
+            "destination": args.destination,
+            "purpose": args.purpose,
+            "legal_basis": args.legal_basis,
+            "idempotency_key": key,
+        }
+    )
+    progress = Progress(args.file.stat().st_size)
+    url = f"{args.url.rstrip('/')}/v1/provisions/customer-match?{query}"
+    headers = {"Content-Type": _media(args.file)}
+    try:
+        async with session.post(url, data=_chunks(args.file, progress), headers=headers) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 202:
+                print(json.dumps(body, indent=2, ensure_ascii=False), file=sys.stderr)
+                raise SystemExit(2)
+            return body
+    finally:
+        progress.end()
+
+
+async def _follow(session: aiohttp.ClientSession, base: str, job: Any) -> Any:
+    while job["state"] in ("queued", "running"):
+        await asyncio.sleep(POLL_S)
+        async with session.get(f"{base}/v1/jobs/{job['job_id']}") as resp:
+            job = await resp.json(content_type=None)
+    return job
+
+
+async def _main(args: argparse.Namespace) -> int:
+    if not args.api_key:
+        print("gateway upload: pass --api-key or set GATEWAY_API_KEY", file=sys.stderr)
+        return 2
+    if not args.file.is_file():
+        print(f"gateway upload: {args.file}: no such file", file=sys.stderr)
+        return 2
+    key = args.idempotency_key or file_digest(args.file)
+    headers = {"Authorization": f"Bearer {args.api_key}"}
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        for attempt in range(args.retries + 1):
+            try:
+                job = await _send(session, args, key)
+                break
+            except (aiohttp.ClientError, OSError) as exc:
+                if attempt == args.retries:
+                    print(f"gateway upload: {type(exc).__name__}: gave up", file=sys.stderr)
+                    return 2
+                wait = min(2.0**attempt, 30.0)
+                print(f"upload broke ({type(exc).__name__}); resending in {wait:.0f} s",
+                      file=sys.stderr)  # fmt: skip
+                await asyncio.sleep(wait)
+        if not args.no_wait:
+            job = await _follow(session, args.url.rstrip("/"), job)
+    print(json.dumps({"job_id": job["job_id"], "state": job["state"], "counts": job["counts"]}))
+    return 1 if job["state"] == "failed" else 0
