@@ -196,7 +196,10 @@ async def test_mounted_in_an_app_with_the_gateways_middlewares() -> None:
     """`gateway serve` mounts the sandbox with app.add_subapp("/sandbox", ...) under its
     problem and access-log middlewares: the partner styles and faults must survive that."""
     state = SandboxState()
-    root = web.Application(middlewares=[access_log_middleware, problem_middleware])
+    # The gateway's own JSON limit must not cap what its mounted partners accept.
+    root = web.Application(
+        middlewares=[access_log_middleware, problem_middleware], client_max_size=256 * 1024
+    )
     root.add_subapp("/sandbox", make_sandbox_app(state))
     runner = web.AppRunner(root)
     await runner.setup()
@@ -205,7 +208,7 @@ async def test_mounted_in_an_app_with_the_gateways_middlewares() -> None:
     base = f"http://127.0.0.1:{runner.addresses[0][1]}/sandbox"
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(base + INGEST, json=example_ingest_request()) as resp:
+            async with http.post(base + INGEST, json=example_ingest_request(2000)) as resp:
                 assert resp.status == 200
             async with http.post(base + "/google-datamanager/v1/nothing", json={}) as resp:
                 assert resp.status == 404

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from structlog.testing import capture_logs
 
 from gateway.sandbox import SandboxState, SummaryCallback, sandbox_server
 from gateway.sandbox.fraud import score_order
@@ -216,3 +217,24 @@ async def test_callback_control_endpoint(sandbox: Sandbox, receiver: Receiver) -
     async with sandbox.http.delete(sandbox.url + "/_control/summary-callback") as resp:
         assert resp.status == 204
     assert sandbox.state.summary_callback is None
+
+
+async def test_logs_carry_no_identifier_and_no_key(sandbox: Sandbox) -> None:
+    sandbox.state.summary_callback = SummaryCallback(url="http://127.0.0.1:9/x", api_key=API_KEY)
+    email = "hanako.yamada@example.com"
+    with capture_logs() as logs:
+        await sandbox.post(FRAUD, check_body(order={"email": email, "amount": "lots"}))
+        bad = {"audienceMembers": [{"userData": {"userIdentifiers": [{"emailAddress": email}]}}]}
+        ingest = "/google-datamanager/v1/audienceMembers:ingest"
+        status, answer = await sandbox.post(ingest, json.dumps(bad).encode())
+        assert status == 400
+        await sandbox.post(UPLOADS, f"member_id,email\nm1,{email}\n".encode(), CSV_SJIS)
+        for _ in range(200):
+            if (await sandbox.stats("point-program"))["summaries_posted"]:
+                break
+            await asyncio.sleep(0.02)
+    assert any(entry["event"] == "summary_callback_failed" for entry in logs)
+    logged = json.dumps(logs, default=str)
+    assert email not in logged
+    assert API_KEY not in logged
+    assert email not in json.dumps(answer)
