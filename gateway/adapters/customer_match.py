@@ -162,12 +162,21 @@ def member_bytes(m: Member) -> bytes:
         ids = ""
     given, family, region, postal = m.given_name, m.family_name, m.region_code, m.postal_code
     if given is not None and family is not None and region is not None and postal is not None:
+        # The checks of member_json, inlined: a call costs as much as a check here.
+        if _hex64(given) is None:
+            raise _not_hashed("given_name")
+        if _hex64(family) is None:
+            raise _not_hashed("family_name")
+        if region not in ISO_3166_ALPHA2:
+            _region_code(region)  # raises
+        if postal.isascii() and '"' not in postal and "\\" not in postal and postal.isprintable():
+            postal_json = '"' + postal + '"' if postal else _postal_literal(postal)
+        else:
+            postal_json = _postal_literal(postal)  # escapes, or raises
         address = (
-            '{"address":{"givenName":"' + _hashed("given_name", given)
-            + '","familyName":"' + _hashed("family_name", family)
-            + '","regionCode":"' + _region_code(region)
-            + '","postalCode":' + _postal_literal(postal) + "}}"
-        )  # fmt: skip
+            f'{{"address":{{"givenName":"{given}","familyName":"{family}",'
+            f'"regionCode":"{region}","postalCode":{postal_json}}}}}'
+        )
         ids = ids + "," + address if ids else address
     elif not ids:
         raise _no_identifier()
