@@ -48,6 +48,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from gateway.contracts import PartnerContract, load_contract
+from gateway.delivery.outbox import SideWrite
 from gateway.keyring import init_keyring
 from gateway.ledger.canonical import fast_path_applies
 from gateway.ledger.entries import Outcome, provision_entry, to_record
@@ -249,10 +250,12 @@ class Counted:
         self.transactions = 0
         self.entries = 0
 
-    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+    async def ledger_append(
+        self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()
+    ) -> int:
         self.transactions += 1
         self.entries += len(records)
-        return await self.inner.ledger_append(records)
+        return await self.inner.ledger_append(records, outbox)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -1,12 +1,12 @@
 """The transfer log service: group-committed appends, signed checkpoints, proofs from the store.
 
 Appends (APPI Art. 29 records, Art. 30 receipts) are group-committed: every `append` call queues
-its records with a future, and one appender task takes everything queued at that moment (up to
-`max_batch` records, never splitting one call) into one `LedgerStore.ledger_append`
-transaction. A lone writer is committed at once; under load, the calls that arrive while one
-transaction commits share the next one, so the number of durable commits (fsyncs) per second
-stays small while the entries per second grow. `append` returns only once its transaction is
-durable.
+its records (and the side writes to make with them) with a future, and one appender task takes
+everything queued at that moment (up to `max_batch` records, never splitting one call) into one
+`LedgerStore.ledger_append` transaction. A lone writer is committed at once; under load, the
+calls that arrive while one transaction commits share the next one, so the number of durable
+commits (fsyncs) per second stays small while the entries per second grow. `append` returns
+only once its transaction is durable.
 
 Checkpoints are C2SP tlog-checkpoint notes signed with the keyring's log-signing key
 (docs/ledger.md §3), made after every `checkpoint_every` new entries, every
@@ -29,6 +29,7 @@ from typing import Final, TypeAlias
 
 import structlog
 
+from gateway.delivery.outbox import SideWrite
 from gateway.keyring import Keyring
 from gateway.ledger.checkpoint import checkpoint_body, sign_note, verifier_key
 from gateway.ledger.store import LeafRecord, LedgerStore, StoredCheckpoint
@@ -47,7 +48,7 @@ __all__ = ["Ledger", "Sleep"]
 log = structlog.get_logger("gateway.ledger")
 
 Sleep: TypeAlias = Callable[[float], Awaitable[None]]
-_Pending: TypeAlias = tuple[Sequence[LeafRecord], "asyncio.Future[int]"]
+_Pending: TypeAlias = tuple[Sequence[LeafRecord], Sequence[SideWrite], "asyncio.Future[int]"]
 _PLACEHOLDER: Final = bytes(HASH_SIZE)
 
 
@@ -132,21 +133,25 @@ class Ledger:
 
     # appends
 
-    async def append(self, records: Sequence[LeafRecord]) -> int:
-        """Append `records` at consecutive indexes; returns the index of the first, once the
-        transaction holding them is durable.
+    async def append(self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()) -> int:
+        """Append `records` at consecutive indexes, and apply the `outbox` side writes (an
+        outbox row's `entries_offset` counting from the first of `records`) in the same
+        transaction; returns the index of the first record, once the transaction holding them
+        is durable. Calls joined in one transaction keep their rows' offsets pointing at their
+        own records (`shifted`).
 
         Records of a call cancelled before the appender took them are dropped; once taken
-        they are committed with the rest of their group. Raises ValueError for no records,
-        RuntimeError when the ledger is not running, and whatever the store raised for the
-        group's transaction (StorageError; ValueError for a malformed record).
+        they are committed with the rest of their group. Raises ValueError for no records
+        (also when there are side writes), RuntimeError when the ledger is not running, and
+        whatever the store raised for the group's transaction (StorageError; ValueError for
+        a malformed record or row).
         """
         if not records:
             raise ValueError("nothing to append")
         if not self._tasks or self._closing:
             raise RuntimeError("the ledger is not running")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((records, future))
+        self._queue.append((records, outbox, future))
         self._wakeup.set()
         return await future
 
@@ -164,7 +169,7 @@ class Ledger:
         group: list[_Pending] = []
         count = 0
         while self._queue:
-            records, future = self._queue[0]
+            records, _, future = self._queue[0]
             if future.done():  # its caller was cancelled before we took it
                 self._queue.popleft()
                 continue
@@ -177,20 +182,27 @@ class Ledger:
     async def _commit(self, group: list[_Pending]) -> None:
         if not group:
             return
-        records = group[0][0] if len(group) == 1 else [r for call, _ in group for r in call]
+        if len(group) == 1:
+            records, outbox, _ = group[0]
+        else:  # each call's rows move by where its records start in the joined list
+            records, outbox, position = [], [], 0
+            for call, rows, _ in group:
+                records.extend(call)
+                outbox.extend(row.shifted(position) for row in rows)
+                position += len(call)
         try:
-            first = await self._store.ledger_append(records)
+            first = await self._store.ledger_append(records, outbox)
         except asyncio.CancelledError:
-            for _, future in group:
+            for *_, future in group:
                 future.cancel()
             raise
         except Exception as exc:  # every caller of the transaction learns why it failed
-            for _, future in group:
+            for *_, future in group:
                 if not future.done():
                     future.set_exception(exc)
             return
         index = first
-        for call, future in group:
+        for call, _, future in group:
             if not future.done():
                 future.set_result(index)
             index += len(call)

@@ -11,9 +11,12 @@ UTC, PostgreSQL as timestamptz; partners lists are JSON arrays, NULL meaning eve
                       foreign_disclosure_version, recorded_at, recorded_by      append-only
     discontinuances   seq, subject_id, partners, reason, requested_at, recorded_by  append-only
     clients           client_id, name, role, partners, key_sha256, created_at, revoked_at
-    ledger_leaves, ledger_entries, ledger_nodes, ledger_checkpoints    the transfer log:
-                      see gateway/ledger/store.py (SQLite: entries' time in microseconds,
-                      retain_until an ISO date text; PostgreSQL: timestamptz and date)
+    ledger_leaves, ledger_chunks, ledger_subjects, ledger_nodes, ledger_checkpoints
+                      the transfer log: see gateway/ledger/store.py (SQLite: chunks' times in
+                      microseconds, retain_until an ISO date text; PostgreSQL: timestamptz and
+                      date). Migration 2 made it with ledger_entries; migration 4
+                      (gateway/storage/ledger_schema_v4.py) moved that into chunks.
+    outbox            deliveries to make (gateway/storage/outbox_schema.py)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from gateway.storage.ledger_schema_v4 import POSTGRES_V4, SQLITE_V4
 from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
 
 
@@ -152,6 +156,8 @@ _POSTGRES_LEDGER: tuple[str, ...] = (
     ),
 )
 
+_V4_NAME = "transfer log: chunked content, subject index, nodes from level 4"
+
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -196,6 +202,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _SQLITE_LEDGER),
     Migration(3, "delivery outbox", SQLITE_OUTBOX),
+    Migration(4, _V4_NAME, SQLITE_V4),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -250,6 +257,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _POSTGRES_LEDGER),
     Migration(3, "delivery outbox", POSTGRES_OUTBOX),
+    Migration(4, _V4_NAME, POSTGRES_V4),
 )
 
 

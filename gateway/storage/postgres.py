@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.delivery.outbox import SideWrite
 from gateway.errors import ConfigError, StorageError
 from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
 from gateway.models import (
@@ -320,11 +321,13 @@ class PostgresStore:
 
     # transfer log: the LedgerStore of gateway/ledger/store.py (SQL in postgres_ledger.py)
 
-    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
-        """One transaction under an advisory lock, durable on return. Raises StorageError;
-        ValueError for a leaf hash not 32 bytes or a naive time."""
+    async def ledger_append(
+        self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()
+    ) -> int:
+        """One transaction (with the side writes) under an advisory lock, durable on return.
+        Raises StorageError; ValueError for a leaf hash not 32 bytes or a naive time."""
         async with _translated():
-            return await self._ledger.append(records)
+            return await self._ledger.append(records, outbox)
 
     async def ledger_size(self) -> int:
         async with _translated():

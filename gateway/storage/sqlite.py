@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.delivery.outbox import SideWrite
 from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
 from gateway.models import (
@@ -356,10 +357,12 @@ class SqliteStore:
 
     # transfer log: the LedgerStore of gateway/ledger/store.py (SQL in sqlite_ledger.py)
 
-    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
-        """One BEGIN IMMEDIATE transaction, durable on return. Raises StorageError;
-        ValueError for a leaf hash not 32 bytes or a naive time."""
-        return await self._run(partial(self._ledger.append, records=records))
+    async def ledger_append(
+        self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()
+    ) -> int:
+        """One BEGIN IMMEDIATE transaction (with the side writes), durable on return. Raises
+        StorageError; ValueError for a leaf hash not 32 bytes or a naive time."""
+        return await self._run(partial(self._ledger.append, records=records, outbox=outbox))
 
     async def ledger_size(self) -> int:
         return await self._run(self._ledger.size)
@@ -378,6 +381,7 @@ class SqliteStore:
         return await self._run(partial(self._ledger.checkpoints, latest_only=latest_only))
 
     async def ledger_find(self, flt: TransferFilter, *, after: int, limit: int) -> list[StoredLeaf]:
+        """Raises StorageError (also for content that does not decode)."""
         return await self._run(partial(self._ledger.find, flt=flt, after=after, limit=limit))
 
     async def ledger_transfer(self, transfer_id: str) -> list[StoredLeaf]:

@@ -6,55 +6,86 @@ tree state needs no lock. Appends take SQLite's write lock with BEGIN IMMEDIATE,
 process appending to the same file waits for it and then sees a larger size than its cache:
 it reloads the frontier (one node read per set bit of the size) before extending the tree.
 
-Column encodings: `time` is integer microseconds since the Unix epoch, UTC (as the rest of
-the SQLite store); `retain_until` is an ISO 8601 date text, so that the DELETE trigger can
-compare it with `date('now')` (UTC).
+The layout (chunks, subject index, nodes from level 4) is gateway/storage/ledger_layout.py.
+Column encodings: `time_min`/`time_max` are integer microseconds since the Unix epoch, UTC
+(as the rest of the SQLite store); `retain_until` is an ISO 8601 date text, so that the
+DELETE trigger can compare it with `date('now')` (UTC).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, Final
 
-from gateway.errors import StorageError
+from gateway.delivery.outbox import SideWrite
 from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
-from gateway.ledger.tree import HASH_SIZE, TreeState
+from gateway.ledger.tree import HASH_SIZE, TreeState, perfect_subtrees
+from gateway.storage.ledger_layout import (
+    CHUNK_MAX,
+    NODE_MIN_LEVEL,
+    ZLIB,
+    EntryTest,
+    assemble_nodes,
+    chunks,
+    decode,
+    leaf_span,
+    stored_nodes,
+)
+from gateway.storage.sqlite_outbox import insert_outbox
 from gateway.storage.sqlite_time import from_micros, to_micros
 
 # SQL is spelled out in full; `find` joins fixed fragments, never data (data is bound).
 _SIZE: Final = "SELECT max(idx) FROM ledger_leaves"  # the rowid's b-tree: O(log n)
-_LEAF_HASH: Final = "SELECT leaf_hash FROM ledger_leaves WHERE idx = ?"
+_LEAF_RANGE: Final = "SELECT idx, leaf_hash FROM ledger_leaves WHERE idx >= ? AND idx < ?"
 _NODE_HASH: Final = "SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?"
 _INSERT_LEAF: Final = "INSERT INTO ledger_leaves (idx, leaf_hash) VALUES (?, ?)"
-_INSERT_ENTRY: Final = """INSERT INTO ledger_entries (idx, leaf, entry_id, transfer_id, time,
-    subject_id, partner_id, purpose, legal_basis, outcome, retain_until)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_CHUNK: Final = """INSERT INTO ledger_chunks (first_idx, count, transfer_id, partner_id,
+    purpose, time_min, time_max, retain_until, codec, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_SUBJECT: Final = "INSERT INTO ledger_subjects (subject_id, idx) VALUES (?, ?)"
 _INSERT_NODE: Final = "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"
-_LEAVES: Final = """SELECT l.idx, l.leaf_hash, e.leaf FROM ledger_leaves AS l
-    LEFT JOIN ledger_entries AS e ON e.idx = l.idx
-    WHERE l.idx >= ? AND l.idx < ? ORDER BY l.idx"""
+# The chunks holding any of [start, end): a chunk holds at most CHUNK_MAX records, so the
+# one holding `start` begins after start - CHUNK_MAX (a bounded primary-key range).
+_CHUNKS_OVER: Final = """SELECT first_idx, count, codec, data FROM ledger_chunks
+    WHERE first_idx > ? AND first_idx < ? AND first_idx + count > ? ORDER BY first_idx"""
 _ADD_CHECKPOINT: Final = """INSERT INTO ledger_checkpoints (size, root, note, created_at)
     VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING"""
 _CHECKPOINTS: Final = "SELECT size, root, note, created_at FROM ledger_checkpoints ORDER BY size"
 _LATEST_CHECKPOINT: Final = """SELECT size, root, note, created_at FROM ledger_checkpoints
     ORDER BY size DESC LIMIT 1"""
-_FOUND: Final = """SELECT e.idx, l.leaf_hash, e.leaf
-    FROM ledger_entries AS e JOIN ledger_leaves AS l ON l.idx = e.idx WHERE """
-_TRANSFER: Final = _FOUND + "e.transfer_id = ? ORDER BY e.idx"
-_PURGE: Final = "DELETE FROM ledger_entries WHERE retain_until < ?"
-# TransferFilter field -> its condition, in a fixed order.
-_CONDITIONS: Final = (
-    ("subject_id", "e.subject_id = ?"),
-    ("partner_id", "e.partner_id = ?"),
-    ("purpose", "e.purpose = ?"),
-    ("legal_basis", "e.legal_basis = ?"),
-    ("outcome", "e.outcome = ?"),
-    ("since", "e.time >= ?"),
-    ("until", "e.time < ?"),
+_TRANSFER_CHUNKS: Final = """SELECT first_idx, count, codec, data FROM ledger_chunks
+    WHERE transfer_id = ? ORDER BY first_idx"""
+_TRANSFER_HASHES: Final = """SELECT l.idx, l.leaf_hash FROM ledger_chunks AS c
+    JOIN ledger_leaves AS l ON l.idx >= c.first_idx AND l.idx < c.first_idx + c.count
+    WHERE c.transfer_id = ?"""
+_HASHES: Final = """SELECT idx, leaf_hash FROM ledger_leaves
+    WHERE idx IN (SELECT value FROM json_each(?))"""
+# find: a person's entries through ledger_subjects, each with the chunk holding it; or the
+# chunks after a cursor. Either is then narrowed by the chunk conditions below.
+_BY_SUBJECT: Final = """SELECT s.idx, c.first_idx, c.count, c.codec, c.data, c.time_min,
+        c.time_max, l.leaf_hash
+    FROM ledger_subjects AS s
+    JOIN ledger_chunks AS c ON c.first_idx = (SELECT first_idx FROM ledger_chunks
+        WHERE first_idx <= s.idx ORDER BY first_idx DESC LIMIT 1)
+    JOIN ledger_leaves AS l ON l.idx = s.idx
+    WHERE s.subject_id = ? AND s.idx > ? AND c.first_idx + c.count > s.idx"""
+_BY_CHUNK: Final = """SELECT c.first_idx, c.count, c.codec, c.data, c.time_min, c.time_max
+    FROM ledger_chunks AS c WHERE c.first_idx > ? AND c.first_idx + c.count > ?"""
+# TransferFilter field -> its condition on the chunk, in a fixed order.
+_CHUNK_CONDITIONS: Final = (
+    ("partner_id", " AND c.partner_id = ?"),
+    ("purpose", " AND c.purpose = ?"),
+    ("since", " AND c.time_max >= ?"),
+    ("until", " AND c.time_min < ?"),
 )
+_EXPIRED: Final = "SELECT first_idx, count, codec, data FROM ledger_chunks WHERE retain_until < ?"
+_PURGE_CHUNKS: Final = "DELETE FROM ledger_chunks WHERE retain_until < ?"
+_PURGE_SUBJECT: Final = "DELETE FROM ledger_subjects WHERE subject_id = ? AND idx = ?"
+_PURGE_SUBJECT_RANGE: Final = "DELETE FROM ledger_subjects WHERE idx >= ? AND idx < ?"
 
 
 @contextmanager
@@ -69,24 +100,14 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def _entry_row(index: int, r: LeafRecord) -> tuple[Any, ...]:
-    return (
-        index,
-        r.leaf,
-        r.entry_id,
-        r.transfer_id,
-        to_micros(r.time),
-        r.subject_id,
-        r.partner_id,
-        r.purpose,
-        r.legal_basis,
-        r.outcome,
-        r.retain_until.isoformat(),
-    )
-
-
-def _leaf(row: Sequence[Any]) -> StoredLeaf:
-    return StoredLeaf(index=row[0], leaf_hash=row[1], leaf=row[2])
+@contextmanager
+def _deferred(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction: one snapshot for several statements."""
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
 
 
 def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
@@ -98,15 +119,56 @@ def _size(conn: sqlite3.Connection) -> int:
     return 0 if last is None else int(last) + 1
 
 
-def _node(conn: sqlite3.Connection, level: int, index: int) -> bytes:
-    """Raises StorageError when the node is missing."""
-    if level == 0:
-        row = conn.execute(_LEAF_HASH, (index,)).fetchone()
-    else:
-        row = conn.execute(_NODE_HASH, (level, index)).fetchone()
-    if row is None:
-        raise StorageError(f"the transfer log has no node ({level}, {index}): tampered?")
-    return bytes(row[0])
+def _nodes(
+    conn: sqlite3.Connection, keys: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    """Raises StorageError when one is missing. Stored nodes by point reads; a lower node by
+    one range read of the (at most 2^(NODE_MIN_LEVEL - 1)) leaf hashes under it."""
+    stored: dict[tuple[int, int], bytes] = {}
+    leaves: dict[int, bytes] = {}
+    for level, index in keys:
+        if level >= NODE_MIN_LEVEL:
+            row = conn.execute(_NODE_HASH, (level, index)).fetchone()
+            if row is not None:
+                stored[level, index] = row[0]
+        else:
+            span = leaf_span(level, index)
+            leaves.update(conn.execute(_LEAF_RANGE, (span.start, span.stop)).fetchall())
+    return assemble_nodes(keys, stored, leaves)
+
+
+# One thread per process encodes chunks (started on first use, idle between appends).
+_ENCODER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-encode")
+
+
+def _chunk_rows(records: Sequence[LeafRecord]) -> list[tuple[Any, ...]]:
+    """ledger_chunks rows, first_idx counted from the append's first record. Raises
+    ValueError for a naive time."""
+    return [
+        (
+            c.offset,
+            c.count,
+            c.transfer_id,
+            c.partner_id,
+            c.purpose,
+            to_micros(c.time_min),
+            to_micros(c.time_max),
+            c.retain_until.isoformat(),
+            ZLIB,
+            c.data,
+        )
+        for c in chunks(records)
+    ]
+
+
+def _chunk_conditions(flt: TransferFilter) -> tuple[str, list[Any]]:
+    sql, params = "", []
+    for name, condition in _CHUNK_CONDITIONS:
+        value = getattr(flt, name)
+        if value is not None:
+            sql += condition
+            params.append(to_micros(value) if isinstance(value, datetime) else value)
+    return sql, params
 
 
 class SqliteLedger:
@@ -115,22 +177,38 @@ class SqliteLedger:
     def __init__(self) -> None:
         self._state = TreeState()  # a cache: valid whenever its size is the stored size
 
-    def append(self, conn: sqlite3.Connection, records: Sequence[LeafRecord]) -> int:
+    def append(
+        self,
+        conn: sqlite3.Connection,
+        records: Sequence[LeafRecord],
+        outbox: Sequence[SideWrite] = (),
+    ) -> int:
         """One durable transaction (synchronous=FULL) appending `records` after the current
-        end, with their entries and the new nodes of level >= 1. Returns the first index.
-        Raises sqlite3.Error; ValueError for a bad leaf hash or a naive time."""
+        end: leaf hashes, content chunks, subject index rows, the new nodes of level >=
+        NODE_MIN_LEVEL and the side writes. Returns the first index. Raises sqlite3.Error;
+        ValueError for a bad leaf hash or a naive time."""
         hashes = [r.leaf_hash for r in records]
         if any(len(h) != HASH_SIZE for h in hashes):
             raise ValueError("leaf hashes must be 32 bytes")
+        # zlib releases the GIL: the chunks are encoded on another thread while this one
+        # takes the write lock, extends the tree and inserts the rest.
+        encoding = _ENCODER.submit(_chunk_rows, records)
+        subjects = [r.subject_id for r in records]
         with _immediate(conn):
             first = _size(conn)
             state = self._state
             if state.size != first:  # another process appended since: reload the frontier
-                state = TreeState.from_nodes(first, lambda lvl, idx: _node(conn, lvl, idx))
+                frontier = _nodes(conn, perfect_subtrees(0, first))
+                state = TreeState.from_nodes(first, lambda lvl, idx: frontier[lvl, idx])
             new_state, created = state.extend(hashes)
-            conn.executemany(_INSERT_LEAF, zip(range(first, new_state.size), hashes, strict=True))
-            conn.executemany(_INSERT_ENTRY, map(_entry_row, range(first, new_state.size), records))
-            conn.executemany(_INSERT_NODE, created[len(hashes) :])  # level 0 is ledger_leaves
+            indexes = range(first, new_state.size)
+            conn.executemany(_INSERT_LEAF, zip(indexes, hashes, strict=True))
+            conn.executemany(_INSERT_SUBJECT, zip(subjects, indexes, strict=True))
+            conn.executemany(_INSERT_NODE, stored_nodes(created))
+            rows = encoding.result()  # raises what encoding raised (ValueError: a naive time)
+            conn.executemany(_INSERT_CHUNK, [(first + row[0], *row[1:]) for row in rows])
+            if outbox:
+                insert_outbox(conn, outbox, first)
         self._state = new_state  # only after COMMIT: a failed append leaves the cache as it was
         return first
 
@@ -140,12 +218,20 @@ class SqliteLedger:
     def nodes(
         self, conn: sqlite3.Connection, keys: Sequence[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
-        """Raises StorageError when one is missing. Point reads on one snapshot."""
+        """Raises StorageError when one is missing. Reads on one snapshot."""
         with _deferred(conn):
-            return {(lvl, idx): _node(conn, lvl, idx) for lvl, idx in keys}
+            return _nodes(conn, keys)
 
     def leaves(self, conn: sqlite3.Connection, start: int, end: int) -> list[StoredLeaf]:
-        return [_leaf(row) for row in conn.execute(_LEAVES, (start, end))]
+        """Raises StorageError for a chunk that does not decode."""
+        content: dict[int, bytes] = {}
+        with _deferred(conn):
+            hashes = conn.execute(_LEAF_RANGE + " ORDER BY idx", (start, end)).fetchall()
+            for first, count, codec, data in conn.execute(
+                _CHUNKS_OVER, (start - CHUNK_MAX, end, start)
+            ):
+                content.update(enumerate(decode(first, count, codec, data), first))
+        return [StoredLeaf(index=i, leaf_hash=h, leaf=content.get(i)) for i, h in hashes]
 
     def add_checkpoint(self, conn: sqlite3.Connection, checkpoint: StoredCheckpoint) -> None:
         c = checkpoint
@@ -161,31 +247,121 @@ class SqliteLedger:
     def find(
         self, conn: sqlite3.Connection, flt: TransferFilter, *, after: int, limit: int
     ) -> list[StoredLeaf]:
-        conditions = ["e.idx > ?"]
-        params: list[Any] = [after]
-        for name, condition in _CONDITIONS:
-            value = getattr(flt, name)
-            if value is not None:
-                conditions.append(condition)
-                params.append(to_micros(value) if isinstance(value, datetime) else value)
-        sql = _FOUND + " AND ".join(conditions) + " ORDER BY e.idx LIMIT ?"
-        return [_leaf(row) for row in conn.execute(sql, (*params, limit))]
+        """Raises StorageError for a chunk that does not decode."""
+        if limit < 1:
+            return []
+        conditions, params = _chunk_conditions(flt)
+        with _deferred(conn):
+            if flt.subject_id is not None:
+                return _find_by_subject(conn, flt, after, limit, conditions, params)
+            return _find_by_chunk(conn, flt, after, limit, conditions, params)
 
     def transfer(self, conn: sqlite3.Connection, transfer_id: str) -> list[StoredLeaf]:
-        return [_leaf(row) for row in conn.execute(_TRANSFER, (transfer_id,))]
+        """Raises StorageError for a chunk that does not decode."""
+        with _deferred(conn):
+            hashes = dict(conn.execute(_TRANSFER_HASHES, (transfer_id,)).fetchall())
+            found = []
+            for first, count, codec, data in conn.execute(_TRANSFER_CHUNKS, (transfer_id,)):
+                for index, leaf in enumerate(decode(first, count, codec, data), first):
+                    if index in hashes:  # a missing leaf hash (tampered) is left out, as a gap
+                        found.append(StoredLeaf(index=index, leaf_hash=hashes[index], leaf=leaf))
+        return found
 
     def purge(self, conn: sqlite3.Connection, today: date) -> int:
-        """Delete entries whose retain_until is before `today`; the trigger still refuses any
-        that the database's own clock (UTC) finds unexpired. Raises sqlite3.Error."""
+        """Delete the chunks whose retain_until is before `today`, then their subject index
+        rows; the triggers still refuse any chunk that the database's own clock (UTC) finds
+        unexpired (all or nothing). Returns how many entries' content went. Raises
+        sqlite3.Error; StorageError for a chunk that does not decode."""
+        day = today.isoformat()
         with _immediate(conn):
-            return conn.execute(_PURGE, (today.isoformat(),)).rowcount
+            expired = conn.execute(_EXPIRED, (day,)).fetchall()
+            if not expired:
+                return 0
+            conn.execute(_PURGE_CHUNKS, (day,))
+            for first, count, codec, data in expired:
+                keys = _subject_keys(first, decode(first, count, codec, data))
+                before = conn.total_changes
+                conn.executemany(_PURGE_SUBJECT, keys)
+                if conn.total_changes - before != count:  # a leaf that names no subject
+                    conn.execute(_PURGE_SUBJECT_RANGE, (first, first + count))  # a full scan
+        return sum(row[1] for row in expired)
 
 
-@contextmanager
-def _deferred(conn: sqlite3.Connection) -> Iterator[None]:
-    """A read transaction: one snapshot for several statements."""
-    conn.execute("BEGIN DEFERRED")
+def _subject_keys(first: int, leaves: Sequence[bytes]) -> list[tuple[str, int]]:
+    """(subject_id, idx) of each entry: the key its ledger_subjects row was inserted under
+    (LeafRecord.subject_id is the entry's subject.id)."""
+    keys = []
+    for index, leaf in enumerate(leaves, first):
+        try:
+            subject = json.loads(leaf)["subject"]["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(subject, str):
+            keys.append((subject, index))
+    return keys
+
+
+def _find_by_subject(
+    conn: sqlite3.Connection,
+    flt: TransferFilter,
+    after: int,
+    limit: int,
+    conditions: str,
+    params: list[Any],
+) -> list[StoredLeaf]:
+    test = EntryTest(flt)
+    found: list[StoredLeaf] = []
+    decoded: dict[int, list[bytes]] = {}
+    # Rows come in subject-index order and are stepped only as far as needed.
+    cursor = conn.execute(
+        _BY_SUBJECT + conditions + " ORDER BY s.idx", (flt.subject_id, after, *params)
+    )
     try:
-        yield
+        for index, first, count, codec, data, time_min, time_max, leaf_hash in cursor:
+            leaves = decoded.get(first)
+            if leaves is None:
+                leaves = decoded[first] = decode(first, count, codec, data)
+            leaf = leaves[index - first]
+            if test.decided(from_micros(time_min), from_micros(time_max)) or test(leaf):
+                found.append(StoredLeaf(index=index, leaf_hash=leaf_hash, leaf=leaf))
+                if len(found) == limit:
+                    break
     finally:
-        conn.execute("COMMIT")
+        cursor.close()
+    return found
+
+
+def _find_by_chunk(
+    conn: sqlite3.Connection,
+    flt: TransferFilter,
+    after: int,
+    limit: int,
+    conditions: str,
+    params: list[Any],
+) -> list[StoredLeaf]:
+    test = EntryTest(flt)
+    picked: list[tuple[int, bytes]] = []
+    sql = _BY_CHUNK + conditions + " ORDER BY c.first_idx"
+    cursor = conn.execute(sql, (after - CHUNK_MAX, after + 1, *params))
+    try:
+        for first, count, codec, data, time_min, time_max in cursor:
+            whole = test.decided(from_micros(time_min), from_micros(time_max))
+            start = max(0, after + 1 - first)
+            for index, leaf in enumerate(decode(first, count, codec, data)[start:], first + start):
+                if whole or test(leaf):
+                    picked.append((index, leaf))
+                    if len(picked) == limit:
+                        break
+            if len(picked) == limit:
+                break
+    finally:
+        cursor.close()
+    if not picked:
+        return []
+    ids = json.dumps([index for index, _ in picked])
+    hashes = dict(conn.execute(_HASHES, (ids,)).fetchall())
+    return [
+        StoredLeaf(index=index, leaf_hash=hashes[index], leaf=leaf)
+        for index, leaf in picked
+        if index in hashes
+    ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -70,19 +72,36 @@ def test_an_intact_log_verifies(log_env: tuple[dict[str, str], Path]) -> None:
     assert result.stdout.startswith("ok: 12 entries")
 
 
-def _leaf(db: Path, index: int) -> bytes:
+def _chunk(db: Path, first: int) -> list[bytes]:
+    """The leaves of the chunk starting at `first`, decoded as docs/ledger.md describes: zlib
+    of the leaves, each after its length as a 4-byte big-endian integer."""
     conn = sqlite3.connect(db)
     try:
-        row = conn.execute("SELECT leaf FROM ledger_entries WHERE idx = ?", (index,)).fetchone()
+        row = conn.execute(
+            "SELECT count, codec, data FROM ledger_chunks WHERE first_idx = ?", (first,)
+        ).fetchone()
     finally:
         conn.close()
-    return bytes(row[0])
+    count, codec, data = row
+    assert codec == "zlib"
+    raw, leaves = zlib.decompress(data), []
+    while raw:
+        size = struct.unpack(">I", raw[:4])[0]
+        leaves.append(raw[4 : 4 + size])
+        raw = raw[4 + size :]
+    assert len(leaves) == count
+    return leaves
+
+
+def _packed(leaves: list[bytes]) -> bytes:
+    return zlib.compress(b"".join(struct.pack(">I", len(x)) + x for x in leaves), 1)
 
 
 def test_a_changed_byte_is_named(log_env: tuple[dict[str, str], Path]) -> None:
     env, db = log_env
-    leaf = _leaf(db, 5).replace(b'"m-2"', b'"m-9"')
-    _tamper(db, ("UPDATE ledger_entries SET leaf = ? WHERE idx = 5", (leaf,)))
+    leaves = _chunk(db, 3)  # the second transfer: entries 3 to 6
+    leaves[2] = leaves[2].replace(b'"m-2"', b'"m-9"')  # entry 5
+    _tamper(db, ("UPDATE ledger_chunks SET data = ? WHERE first_idx = 3", (_packed(leaves),)))
     result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1
     assert "entry 5: content does not match its leaf hash" in result.stderr
@@ -92,7 +111,7 @@ def test_a_deleted_row_is_named(log_env: tuple[dict[str, str], Path]) -> None:
     env, db = log_env
     _tamper(
         db,
-        ("DELETE FROM ledger_entries WHERE idx = 4", ()),
+        ("DELETE FROM ledger_chunks WHERE first_idx = 3", ()),  # entries 3 to 6
         ("DELETE FROM ledger_leaves WHERE idx = 4", ()),
     )
     result = run_gateway("ledger", "verify", env=env)
@@ -102,13 +121,14 @@ def test_a_deleted_row_is_named(log_env: tuple[dict[str, str], Path]) -> None:
 
 def test_a_reordered_pair_is_caught(log_env: tuple[dict[str, str], Path]) -> None:
     env, db = log_env
-    swaps = []
-    for table in ("ledger_entries", "ledger_leaves"):
-        swaps += [
-            (f"UPDATE {table} SET idx = -1 WHERE idx = 1", ()),
-            (f"UPDATE {table} SET idx = 1 WHERE idx = 2", ()),
-            (f"UPDATE {table} SET idx = 2 WHERE idx = -1", ()),
-        ]
+    leaves = _chunk(db, 0)  # the first transfer: entries 0 to 2
+    leaves[1], leaves[2] = leaves[2], leaves[1]
+    swaps = [
+        ("UPDATE ledger_chunks SET data = ? WHERE first_idx = 0", (_packed(leaves),)),
+        ("UPDATE ledger_leaves SET idx = -1 WHERE idx = 1", ()),
+        ("UPDATE ledger_leaves SET idx = 1 WHERE idx = 2", ()),
+        ("UPDATE ledger_leaves SET idx = 2 WHERE idx = -1", ()),
+    ]
     _tamper(db, *swaps)
     result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1

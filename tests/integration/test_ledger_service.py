@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gateway.delivery.outbox import OutboxRow, SideWrite
 from gateway.errors import StorageError
 from gateway.keyring import Keyring, init_keyring
 from gateway.ledger.checkpoint import open_note
@@ -26,7 +27,7 @@ from gateway.ledger.tree import (
 from gateway.storage import Store
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
-from tests.integration.test_ledger_store import EXPIRED, TODAY, record
+from tests.integration.test_ledger_store import EXPIRED, TODAY, outbox_row, record
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 ORIGIN = "gateway.test/transfer-log"
@@ -38,15 +39,19 @@ class CountingStore:
     def __init__(self, inner: LedgerStore) -> None:
         self.inner = inner
         self.appends: list[int] = []
+        self.outboxes: list[list[SideWrite]] = []
         self.node_reads: list[list[tuple[int, int]]] = []
         self.fail_next: Exception | None = None
 
-    async def ledger_append(self, records: Sequence[LeafRecord]) -> int:
+    async def ledger_append(
+        self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()
+    ) -> int:
         self.appends.append(len(records))
+        self.outboxes.append(list(outbox))
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
-        return await self.inner.ledger_append(records)
+        return await self.inner.ledger_append(records, outbox)
 
     async def ledger_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         self.node_reads.append(list(keys))
@@ -167,16 +172,45 @@ async def test_max_batch_bounds_a_transaction_but_never_splits_a_call(
 async def test_a_failed_transaction_fails_every_call_in_it(
     ledger: Ledger, counting: CountingStore
 ) -> None:
-    await ledger.append(records(0, 2))
-    calls = [ledger.append(records(2, 3)), ledger.append([record(1)]), ledger.append([record(9)])]
+    await ledger.append(records(0, 2), [outbox_row("d-1", 0)])
+    calls = [
+        ledger.append(records(2, 3)),
+        ledger.append([record(5)], [outbox_row("d-1", 0)]),  # d-1 is in the outbox already
+        ledger.append([record(6)]),
+    ]
     results = await asyncio.gather(*calls, return_exceptions=True)
-    assert [type(r) for r in results] == [StorageError] * 3  # e-000001 is already logged
+    assert [type(r) for r in results] == [StorageError] * 3
     assert await counting.ledger_size() == 2
     counting.fail_next = StorageError("disk full")
     with pytest.raises(StorageError, match="disk full"):
         await ledger.append(records(2, 1))
     assert await ledger.append(records(2, 3)) == 2  # the cached tree was not advanced
     assert await ledger.root(5) == root_from_leaves([r.leaf_hash for r in records(0, 5)])
+
+
+async def test_outbox_rows_follow_their_calls_records_when_calls_are_joined(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    calls = [
+        ledger.append(records(0, 3), [outbox_row("d-a", 1, 2)]),
+        ledger.append(records(3, 1)),
+        ledger.append(records(4, 4), [outbox_row("d-b", 0, 2), outbox_row("d-c", 3)]),
+    ]
+    assert await asyncio.gather(*calls) == [0, 3, 4]
+    assert counting.appends == [8]
+    rows = [r for r in counting.outboxes[0] if isinstance(r, OutboxRow)]
+    assert [(r.delivery_id, r.entries_offset) for r in rows] == [
+        ("d-a", 1),
+        ("d-b", 4),
+        ("d-c", 7),
+    ]
+    assert isinstance(counting.inner, SqliteStore | PostgresStore)
+    stored = await counting.inner.execute_sql(
+        "SELECT delivery_id, first_index, entry_count FROM outbox ORDER BY seq"
+    )
+    assert [tuple(row) for row in stored] == [("d-a", 1, 2), ("d-b", 4, 2), ("d-c", 7, 1)]
+    with pytest.raises(ValueError, match="nothing"):
+        await ledger.append([], [outbox_row("d-d", 0)])
 
 
 async def test_a_call_cancelled_before_it_was_taken_is_dropped(

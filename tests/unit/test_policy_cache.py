@@ -1,0 +1,151 @@
+"""DecisionCache gives exactly decide()'s answers, cached or not."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.contracts import PartnerContract, load_contracts
+from gateway.models import ConsentAction, ConsentEvent, Discontinuance, LegalBasis, SubjectState
+from gateway.policy import ProvisionItem, decide
+from gateway.policy_cache import DecisionCache
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+CONTRACTS = load_contracts(REPO / "partners", NOW.date())
+PURPOSES = sorted({p for c in CONTRACTS.values() for p in c.purposes} | {"nope"})
+FIELDS = sorted({f for c in CONTRACTS.values() for p in c.purposes.values() for f in p.fields})
+SUBJECTS = ("s-1", "s-2", "s-3")
+
+instants = st.sampled_from([NOW - timedelta(days=400), NOW - timedelta(seconds=1), NOW,
+                            NOW + timedelta(hours=1)])  # fmt: skip
+maybe_text = st.sampled_from([None, "", " ", "pn-1", "web"])
+
+
+@st.composite
+def events(draw: st.DrawFn, subject: str) -> ConsentEvent:
+    return ConsentEvent(
+        subject_id=draw(st.sampled_from([subject, subject, "other"])),
+        purpose=draw(st.sampled_from(PURPOSES)),
+        action=draw(st.sampled_from(ConsentAction)),
+        effective_at=draw(instants),
+        notice_version=draw(maybe_text),
+        channel=draw(maybe_text),
+        foreign_disclosure_version=draw(st.sampled_from([None, "us-google-2025-04", "old"])),
+        recorded_at=NOW,
+        recorded_by="t",
+    )
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple[ProvisionItem, PartnerContract, SubjectState]:
+    subject = draw(st.sampled_from(SUBJECTS))
+    contract = CONTRACTS[draw(st.sampled_from(sorted(CONTRACTS)))]
+    purpose = draw(st.sampled_from(PURPOSES))
+    consents = {}
+    if draw(st.booleans()):
+        event = draw(events(subject))
+        consents[draw(st.sampled_from([purpose, event.purpose]))] = event
+    stops = draw(
+        st.lists(
+            st.builds(
+                Discontinuance,
+                subject_id=st.just(subject),
+                partners=st.sampled_from([None, (contract.id,), ("someone-else",)]),
+                reason=st.just("r"),
+                requested_at=instants,
+                recorded_by=st.just("t"),
+            ),
+            max_size=2,
+        )
+    )
+    item = ProvisionItem(
+        subject_id=draw(st.sampled_from([subject, subject, " "])),
+        purpose=purpose,
+        legal_basis=draw(st.sampled_from(LegalBasis)),
+        fields=tuple(draw(st.lists(st.sampled_from(FIELDS), max_size=4, unique=True))),
+        rationale=draw(st.sampled_from([None, "because"])),
+        approver=draw(st.sampled_from([None, "cpo"])),
+    )
+    state = SubjectState(
+        subject_id=draw(st.sampled_from([subject, subject, "other"])),
+        consents=consents,
+        discontinuances=tuple(stops),
+    )
+    return item, contract, state
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(cases(), min_size=1, max_size=40), instants)
+def test_cache_answers_exactly_as_decide(
+    batch: list[tuple[ProvisionItem, PartnerContract, SubjectState]], now: datetime
+) -> None:
+    cache = DecisionCache()
+    for item, contract, state in batch * 2:  # the second pass is all hits
+        assert cache.decide(item, contract, state, now) == decide(item, contract, state, now)
+    assert cache.hits >= len(batch)
+
+
+def test_same_kind_of_person_is_decided_once_with_their_own_evidence() -> None:
+    contract = CONTRACTS["google-customer-match"]
+    cache = DecisionCache()
+    answers = []
+    for n, hour in enumerate((1, 2, 3)):
+        subject = f"s-{n}"
+        grant = ConsentEvent(
+            subject_id=subject,
+            purpose="ad_customer_match",
+            action=ConsentAction.GRANT,
+            effective_at=NOW - timedelta(hours=hour),
+            notice_version="pn-1",
+            channel="web",
+            foreign_disclosure_version="us-google-2025-04",
+            recorded_at=NOW,
+            recorded_by="t",
+        )
+        item = ProvisionItem(
+            subject_id=subject,
+            purpose="ad_customer_match",
+            legal_basis=LegalBasis.CONSENT,
+            fields=("email",),
+        )
+        state = SubjectState(subject_id=subject, consents={"ad_customer_match": grant})
+        answers.append(cache.decide(item, contract, state, NOW))
+    assert cache.hits == 2
+    assert all(a.allowed for a in answers)
+    assert len({a.evidence["obtained_at"] for a in answers}) == 3
+    assert [a.subject_id for a in answers] == ["s-0", "s-1", "s-2"]
+
+
+def test_a_consent_not_yet_in_effect_is_not_taken_from_the_cache() -> None:
+    contract = CONTRACTS["google-customer-match"]
+    cache = DecisionCache()
+    answers = []
+    for subject, effective in (
+        ("s-1", NOW - timedelta(hours=1)),
+        ("s-2", NOW + timedelta(hours=1)),
+    ):
+        grant = ConsentEvent(
+            subject_id=subject,
+            purpose="ad_customer_match",
+            action=ConsentAction.GRANT,
+            effective_at=effective,
+            notice_version="pn-1",
+            channel="web",
+            foreign_disclosure_version="us-google-2025-04",
+            recorded_at=NOW,
+            recorded_by="t",
+        )
+        item = ProvisionItem(
+            subject_id=subject,
+            purpose="ad_customer_match",
+            legal_basis=LegalBasis.CONSENT,
+            fields=("email",),
+        )
+        state = SubjectState(subject_id=subject, consents={"ad_customer_match": grant})
+        answers.append(cache.decide(item, contract, state, NOW))
+        assert answers[-1] == decide(item, contract, state, NOW)
+    assert [a.allowed for a in answers] == [True, False]
