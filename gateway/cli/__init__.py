@@ -9,10 +9,21 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gateway.cli import clients, hash, keys, ledger, outbox, partners, sandbox, serve, upload
+from gateway.cli import (
+    clients,
+    demo,
+    hash,
+    keys,
+    ledger,
+    outbox,
+    partners,
+    sandbox,
+    serve,
+    upload,
+)
 from gateway.errors import ConfigError
 
-COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger, sandbox, upload, outbox)
+COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger, sandbox, upload, outbox, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
     purge.set_defaults(func=lambda a: asyncio.run(_purge()))
 
 
-def _vkeys(settings: Settings) -> list[str]:
+def verifier_keys(settings: Settings) -> list[str]:
     # Load, never create: a verifier must not mint the key it then trusts.
     ring = load_keyring(settings.keys_dir)
     keys = [verifier_key(settings.log_origin, pk) for pk in ring.signing_public_keys()]
@@ -71,7 +71,7 @@ def _print(report: Report) -> int:
     return 0
 
 
-async def _verify_store(store: LedgerStore, verifier: Verifier) -> Report:
+async def verify_store(store: LedgerStore, verifier: Verifier) -> Report:
     size = await store.ledger_size()
     for start in range(0, size, CHUNK):
         if not verifier.feed(await store.ledger_leaves(start, min(start + CHUNK, size))):
@@ -90,9 +90,9 @@ async def _verify(args: argparse.Namespace) -> int:
     try:
         checkpoints = await store.ledger_checkpoints()
         verifier = Verifier(
-            checkpoints, vkeys=args.key or _vkeys(settings), origin=settings.log_origin
+            checkpoints, vkeys=args.key or verifier_keys(settings), origin=settings.log_origin
         )
-        return _print(await _verify_store(store, verifier))
+        return _print(await verify_store(store, verifier))
     finally:
         await store.close()
 
@@ -103,7 +103,7 @@ async def _export(directory: Path) -> int:
     try:
         checkpoints = await store.ledger_checkpoints()
         path = prepare_export(
-            directory, checkpoints, vkeys=_vkeys(settings), origin=settings.log_origin
+            directory, checkpoints, vkeys=verifier_keys(settings), origin=settings.log_origin
         )
         size = await store.ledger_size()
         with path.open("w") as out:
