@@ -147,7 +147,13 @@ async def test_faults_are_retried_until_delivered_once(live: Live) -> None:
     await grant(live, *subjects)
     live.sandbox.set_faults(
         "google-datamanager",
-        FaultPlan(rate=0.3, kinds=("429", "500", "503", "drop"), retry_after=0.0, first_n=2),
+        FaultPlan(
+            rate=0.3,
+            kinds=("429", "500", "503", "timeout", "drop"),
+            retry_after=0.05,
+            timeout_s=0.2,
+            first_n=2,
+        ),
     )
     jobs = [await upload(live, [record(n)], f"k-f{n}") for n in range(30)]
     for job in jobs:
@@ -155,7 +161,23 @@ async def test_faults_are_retried_until_delivered_once(live: Live) -> None:
     members = live.sandbox.member_counts("ingest")
     assert sum(members.values()) == 30
     assert set(members.values()) == {1}
-    assert live.sandbox.stats()["google-datamanager"]["requests"] > 30  # faults happened
+    stats = live.sandbox.stats()["google-datamanager"]
+    assert stats["requests"] > 30  # faults happened...
+    assert sum(stats["faults"].values()) == stats["requests"] - stats["accepted"]
+    assert stats["accepted"] == 30  # ...and every batch was accepted once
+
+
+async def test_retry_after_is_respected(live: Live) -> None:
+    await grant(live, "cust-1")
+    live.sandbox.set_faults(
+        "google-datamanager", FaultPlan(kinds=("429",), retry_after=1.0, first_n=1)
+    )
+    started = asyncio.get_running_loop().time()
+    job = await upload(live, [record(1)], "k-ra")
+    await settled(live, job["job_id"])
+    # The fast test policy would retry after ~10 ms; the partner asked for a second.
+    assert asyncio.get_running_loop().time() - started >= 1.0
+    assert live.sandbox.stats()["google-datamanager"]["requests"] == 2
 
 
 async def test_permanent_refusal_is_a_dead_letter_with_failed_entries(live: Live) -> None:
