@@ -12,7 +12,7 @@ import asyncio
 import csv
 import json
 import re
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -232,6 +232,7 @@ class _Importer:
         self.columns: tuple[str, ...] | None = None
         self.rows: list[ConsentRow] = []
         self.number = self.lines = self.granted = self.withdrawn = self.rejected = 0
+        self.withdrawals: list[tuple[str, str]] = []  # (subject, purpose) since the last flush
         self.details: list[RejectedLine] = []
 
     def take(self, raw: bytes | None) -> None:
@@ -266,6 +267,7 @@ class _Importer:
             self.granted += 1
         else:
             self.withdrawn += 1
+            self.withdrawals.append((row[0], row[1]))
         return None
 
     def _too_long(self) -> None:
@@ -375,12 +377,15 @@ async def import_consents(
     recorded_by: str,
     now: datetime,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    on_withdrawn: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None,
 ) -> ImportResult:
     """Read grants and withdrawals line by line and append them in batches of `batch_size`.
 
     A bad line is rejected (counted; the first MAX_REJECTED_DETAILS listed) and the import goes
     on. Each batch is its own transaction: if the store fails, the batches before stay
     (re-importing the file is harmless: equal events leave every current state unchanged).
+    `on_withdrawn` is called with the (subject, purpose) of the withdrawals of each batch once
+    the batch is stored (the service queues removals from partners with it).
     Raises ValidationFailed for an unusable CSV header, StorageError, ValueError if `now` is
     naive or batch_size < 1.
     """
@@ -394,6 +399,10 @@ async def import_consents(
         if importer.rows:
             rows, importer.rows = importer.rows, []
             await store.append_consent_rows(rows, recorded_at=now, recorded_by=recorded_by)
+        if importer.withdrawals:  # once stored: what follows a withdrawal (APPI Art. 35)
+            withdrawn, importer.withdrawals = importer.withdrawals, []
+            if on_withdrawn is not None:
+                await on_withdrawn(withdrawn)
 
     # No write is overlapped with parsing: both need the GIL, and measured, overlapping them
     # was slower than taking turns.

@@ -147,6 +147,11 @@ def import_format(request: web.Request) -> Literal["jsonl", "csv"]:
 async def post_import(request: web.Request, caller: Caller) -> web.StreamResponse:
     services = request.app[SERVICES]
     fmt = import_format(request)
+
+    async def withdrawn(pairs: list[tuple[str, str]]) -> None:
+        for subject_id, purpose in pairs:
+            await _remove_from_partners(request, subject_id, purpose=purpose, partners=None)
+
     result = await import_consents(
         request.content.iter_chunked(1 << 16),
         fmt=fmt,
@@ -154,6 +159,7 @@ async def post_import(request: web.Request, caller: Caller) -> web.StreamRespons
         known_purposes=services.known_purposes,
         recorded_by=f"import:{caller.actor}",
         now=services.clock(),
+        on_withdrawn=withdrawn,
     )
     return model_response(result)
 

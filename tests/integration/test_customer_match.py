@@ -253,3 +253,22 @@ async def test_discontinuance_removes_from_the_partners_it_names(live: Live) -> 
     )
     assert resp.status == 201, await resp.text()
     await removed_members(live, 1)
+
+
+async def test_a_withdrawal_by_bulk_import_removes_too(live: Live) -> None:
+    await grant(live, "cust-7")
+    job = await upload(live, [record(7)], "k-imp")
+    await settled(live, job["job_id"])
+    line = (
+        '{"subject_id": "cust-7", "purpose": "ad_customer_match", "action": "withdraw", '
+        '"withdrawn_at": "2026-11-01T00:00:00Z"}\n'
+    )
+    resp = await live.api.call(
+        "POST",
+        "/v1/consents/import",
+        data=line,
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["withdrawn"] == 1
+    await removed_members(live, 1)
