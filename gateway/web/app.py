@@ -14,6 +14,7 @@ from gateway.web import (
     routes_clients,
     routes_consent,
     routes_decisions,
+    routes_fraud,
     routes_ledger,
     routes_meta,
     routes_provisions,
@@ -34,6 +35,7 @@ def all_endpoints() -> list[Endpoint]:
         *routes_ledger.ENDPOINTS,
         *routes_transfers.ENDPOINTS,
         *routes_provisions.ENDPOINTS,
+        *routes_fraud.ENDPOINTS,
     ]
 
 
@@ -84,6 +86,7 @@ def make_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.cleanup_ctx.append(_ledger_running)
     app.cleanup_ctx.append(_delivery_running)
+    app.cleanup_ctx.append(routes_fraud.fraud_running)
     if services.settings.sandbox:  # partner simulators for `serve` and `demo` (not production)
         app.add_subapp("/sandbox", make_sandbox_app(services.sandbox))
     endpoints = all_endpoints()

@@ -1,0 +1,413 @@
+"""Fraud checks: one order, decided, minimised, scored by the provider inside a time budget,
+and recorded with the provider's verdict.
+
+    accept -> decide (policy) -> transform (contract fields only) -> provider call
+           (time budget, one retry, idempotency key, circuit breaker) -> verdict or fallback
+           -> one ledger append: the provision (Art. 29) and, when the provider answered,
+              the verdict as a receipt (Art. 30)
+
+A checkout must never hang on us: every way the check cannot get the provider's verdict
+(policy denial, circuit open, timeout, unreachable, error status, malformed answer) answers
+the contract's declared fallback marked `"fallback": true`, with reason codes saying why.
+Only a malformed request (422) or an unknown or wrong partner (404 / 422) is an error.
+
+The per-partner parts (purpose, basis, URL, headers, breaker) are derived once per contract
+(`_Route`); the hot path is one store read (`subject_states`), the policy decision, the
+provider call and one `Ledger.append` (group-committed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+import structlog
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from gateway.adapters import InvalidOrderField, ProviderResponseError
+from gateway.adapters.fraud_check import (
+    OrderValue,
+    Verdict,
+    decode_response,
+    encode_request,
+    order_fields,
+    score_path,
+)
+from gateway.consent import SUBJECT_ID_PATTERN
+from gateway.contract_kinds import FRAUD_PURPOSE, FraudDecision
+from gateway.contracts import PartnerContract, Purpose
+from gateway.delivery.breaker import CircuitBreaker
+from gateway.delivery.transport import Transport, TransportError, is_retryable_status
+from gateway.errors import FieldError, NotFound, ValidationFailed
+from gateway.ledger.entries import Outcome, provision_entry, receipt_entry, to_record
+from gateway.ledger.service import Ledger
+from gateway.models import PartnerKind, SubjectState
+from gateway.policy import Decision, ProvisionItem, decide
+from gateway.storage import Store
+
+__all__ = ["FraudCheckAnswer", "FraudCheckBody", "FraudChecks", "FraudOrder"]
+
+log = structlog.get_logger("gateway.fraud")
+
+ATTEMPTS: Final = 2  # the first call and at most one retry, both inside the time budget
+MIN_ATTEMPT_S: Final = 0.01  # a retry with less time left than this cannot get an answer
+RECEIPT_ITEMS: Final = ("decision", "score", "reasons", "provider_ref")
+OBTAINED_BY: Final = "fraud_check"
+EXTRA_NAME: Final = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
+# Why a check answered the fallback instead of the provider's verdict. Fixed sentences: a
+# message never carries a value from the request or the provider's answer.
+FALLBACK_REASONS: Final = {
+    "circuit_open": "The provider failed repeatedly; its circuit is open, it was not called.",
+    "provider_timeout": "The provider did not answer within the time budget.",
+    "provider_unreachable": "The provider could not be reached.",
+    "provider_error": "The provider answered with an error status.",
+    "provider_answer_invalid": "The provider's answer was not a usable verdict.",
+}
+
+
+def _number(value: object) -> object:
+    # JSON true/false and numeric strings are not amounts (pydantic would coerce them).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+class FraudOrder(BaseModel):
+    """The order to check. Fields the contract does not list are accepted, dropped (never
+    sent) and named in the answer's `fields_dropped` (requirements rule 13)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    order_id: str = Field(min_length=1, max_length=128)
+    amount: Annotated[int | float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. JPY")
+    card_bin: str | None = Field(default=None, pattern=r"^[0-9]{6,8}$")
+    ip_address: str | None = Field(default=None, max_length=45)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    shipping_postal_code: str | None = Field(default=None, max_length=16)
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> FraudOrder:
+        # An unknown field's name is recorded in the log (fields_dropped): it must be a name,
+        # never something that could be a person's value (an email used as a key).
+        if any(re.fullmatch(EXTRA_NAME, k) is None for k in self.__pydantic_extra__ or {}):
+            raise ValueError("other field names must be letters, digits and _ (max 63)")
+        return self
+
+
+class FraudCheckBody(BaseModel):
+    """`POST /v1/fraud-checks`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner: str = Field(min_length=1, max_length=63)
+    subject_id: str = Field(pattern=f"^{SUBJECT_ID_PATTERN.pattern}$")
+    order: FraudOrder
+
+
+class FraudCheckAnswer(BaseModel):
+    """The answer's shape, for the API description (the hot path builds a plain dict)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check_id: str = Field(description="ours; the provider's Idempotency-Key")
+    transfer_id: str = Field(description="the log's transfer id (= check_id)")
+    decision: FraudDecision
+    score: float | None = Field(description="0..1; null for a fallback")
+    reasons: list[str] = Field(description="the provider's codes, or why this is a fallback")
+    provider_ref: str | None = Field(description="the provider's reference; null for a fallback")
+    fallback: bool = Field(description="true: the contract's fallback, not the provider's verdict")
+    fields_dropped: list[str] = Field(description="order fields not sent (not in the contract)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What a check needs from one fraud_check contract, derived once per contract."""
+
+    contract: PartnerContract
+    purpose: Purpose
+    item: ProvisionItem  # the basis, rationale and approver; subject and fields per check
+    url: str
+    headers: Mapping[str, str]  # besides the Idempotency-Key
+    budget_s: float
+    fallback: FraudDecision
+    breaker: CircuitBreaker
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What the provider call came to: a verdict, or the fallback reason."""
+
+    verdict: Verdict | None
+    reason: str | None  # a FALLBACK_REASONS code when there is no verdict
+    sent: bool  # whether a request went out (so its payload hash is recorded)
+    response_sha256: str | None = None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FraudChecks:
+    """Synchronous fraud checks for the contracts of kind fraud_check. One per app: it holds
+    each partner's circuit breaker."""
+
+    def __init__(
+        self,
+        *,
+        contracts: Mapping[str, PartnerContract],
+        store: Store,
+        transport: Transport,
+        ledger: Ledger,
+        subject_key: Callable[[str], str],
+        hmac: Callable[[str], str],
+        credential: Callable[[str], str | None],
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float],
+        new_id: Callable[[], str],
+        default_region: str,
+    ) -> None:
+        self._contracts = contracts
+        self._store = store
+        self._transport = transport
+        self._ledger = ledger
+        self._subject_key = subject_key
+        self._hmac = hmac
+        self._credential = credential
+        self._clock = clock
+        self._monotonic = monotonic
+        self._new_id = new_id
+        self._default_region = default_region
+        self._routes: dict[str, _Route] = {}
+
+    def route(self, partner: str) -> _Route:
+        """The partner's route, derived on first use and again whenever its contract object
+        changes. Raises NotFound (no such partner), ValidationFailed (not kind fraud_check)."""
+        contract = self._contracts.get(partner)
+        cached = self._routes.get(partner)
+        if cached is not None and cached.contract is contract:
+            return cached
+        if contract is None:
+            raise NotFound(
+                "unknown partner", errors=[FieldError("/partner", "no contract has this id")]
+            )
+        if contract.kind is not PartnerKind.FRAUD_CHECK:
+            detail = f"partner is a {contract.kind.value} partner, not fraud_check"
+            raise ValidationFailed("wrong kind of partner", errors=[FieldError("/partner", detail)])
+        self._routes[partner] = route = self._derive(contract)
+        return route
+
+    def _derive(self, contract: PartnerContract) -> _Route:
+        purpose = contract.purposes[FRAUD_PURPOSE]  # the contract loader requires it
+        settings = contract.fraud_settings()
+        headers = {"Content-Type": "application/json"}
+        secret = self._credential(contract.endpoint.credential_ref)
+        if secret is not None:
+            headers["Authorization"] = f"Bearer {secret}"
+        item = ProvisionItem(
+            subject_id="",
+            purpose=FRAUD_PURPOSE,
+            # The contract's basis for this purpose: typically Art. 27(1)(ii), which stands on
+            # the contract's written rationale and named approver (never automatic, rule 3).
+            legal_basis=purpose.legal_bases[0],
+            fields=(),
+            rationale=purpose.exception_rationale,
+            approver=purpose.exception_approver,
+        )
+        return _Route(
+            contract=contract,
+            purpose=purpose,
+            item=item,
+            url=contract.endpoint.url.rstrip("/") + score_path,
+            headers=headers,
+            budget_s=settings.timeout_ms / 1000,
+            fallback=settings.fallback,
+            breaker=CircuitBreaker(
+                failures=settings.breaker_failures,
+                reset_s=settings.breaker_reset_s,
+                clock=self._monotonic,
+            ),
+        )
+
+    async def check(self, body: FraudCheckBody, *, started: float) -> dict[str, Any]:
+        """Check one order; the answer as sent to the caller. `started` is the monotonic time
+        the request arrived: the provider's time budget counts from it.
+
+        Raises NotFound / ValidationFailed (partner, or an order field that cannot be sent as
+        the contract says), StorageError (the store or the log failed: nothing is answered
+        that the log does not hold).
+        """
+        route = self.route(body.partner)
+        order = {k: v for k, v in body.order if v is not None and v != ""}
+        sent = self._transform(route, order)
+        states = await self._store.subject_states([body.subject_id])
+        state = states.get(body.subject_id) or SubjectState(subject_id=body.subject_id)
+        now = self._clock()
+        item = route.item.model_copy(update={"subject_id": body.subject_id, "fields": tuple(order)})
+        decision = decide(item, route.contract, state, now)
+        check_id = self._new_id()
+        if not decision.allowed:  # nothing leaves; the denial is recorded (Art. 29, rule 7)
+            reasons = [r.code for r in decision.reasons if r.code != "fields_dropped"]
+            await self._record(route, decision, check_id, now, Outcome.DENIED, None, None)
+            return _fallback(route, check_id, decision, reasons)
+        request = encode_request(check_id, sent)
+        call = await self._call(route, check_id, request, deadline=started + route.budget_s)
+        outcome = Outcome.DELIVERED if call.verdict is not None else Outcome.FAILED
+        await self._record(route, decision, check_id, now, outcome, request, call)
+        if call.verdict is None:
+            assert call.reason is not None
+            log.warning(
+                "fraud_fallback", partner=route.contract.id, check_id=check_id, reason=call.reason
+            )
+            return _fallback(route, check_id, decision, [call.reason])
+        return _answer(check_id, decision, call.verdict)
+
+    def _transform(self, route: _Route, order: Mapping[str, object]) -> dict[str, OrderValue]:
+        """The order as sent: contract fields only, hashed or keyed as the contract says.
+        Raises ValidationFailed naming the field (never its value)."""
+        try:
+            sent, _ = order_fields(
+                order, route.purpose.fields, self._hmac, default_region=self._default_region
+            )
+        except InvalidOrderField as exc:
+            raise ValidationFailed(
+                f"order.{exc.field} cannot be sent: {exc.code}",
+                errors=[FieldError(f"/order/{exc.field}", exc.detail)],
+            ) from None
+        return sent
+
+    async def _call(self, route: _Route, check_id: str, body: bytes, *, deadline: float) -> _Call:
+        """Ask the provider, unless its circuit is open; every check's result goes to the
+        partner's breaker (a cancelled call counts as a failure, so a half-open trial is
+        never left hanging)."""
+        if not route.breaker.allow():
+            return _Call(None, "circuit_open", sent=False)
+        headers = {**route.headers, "Idempotency-Key": check_id}
+        try:
+            call = await self._attempts(route, body, headers, deadline)
+        except BaseException:
+            route.breaker.failure()
+            raise
+        if call.verdict is not None:
+            route.breaker.success()
+        else:
+            route.breaker.failure()
+        return call
+
+    async def _attempts(
+        self, route: _Route, body: bytes, headers: Mapping[str, str], deadline: float
+    ) -> _Call:
+        """At most ATTEMPTS calls, each given the time left until `deadline`; a retry only
+        after no answer or a retryable status (the Idempotency-Key makes it safe)."""
+        reason, sent = "provider_timeout", False
+        for _ in range(ATTEMPTS):
+            left = deadline - self._monotonic()
+            if left < MIN_ATTEMPT_S:
+                break
+            sent = True
+            try:
+                response = await self._transport.post(
+                    route.url, body, headers=headers, limit_s=left
+                )
+            except TransportError:
+                timed_out = deadline - self._monotonic() < MIN_ATTEMPT_S
+                reason = "provider_timeout" if timed_out else "provider_unreachable"
+                continue
+            digest = _sha256(response.body)
+            if is_retryable_status(response.status):
+                reason = "provider_error"
+                continue
+            try:
+                verdict = decode_response(response.status, response.body)
+            except ProviderResponseError as exc:
+                code = "provider_answer_invalid" if exc.status == 200 else "provider_error"
+                return _Call(None, code, sent=True, response_sha256=digest)
+            return _Call(verdict, None, sent=True, response_sha256=digest)
+        return _Call(None, reason, sent=sent)
+
+    async def _record(
+        self,
+        route: _Route,
+        decision: Decision,
+        check_id: str,
+        now: datetime,
+        outcome: Outcome,
+        request: bytes | None,
+        call: _Call | None,
+    ) -> None:
+        """One append: the provision (APPI Art. 29) and, when the provider answered, its
+        verdict as a receipt (Art. 30), under one transfer id. Raises StorageError."""
+        key = self._subject_key(decision.subject_id)
+        reasons = None
+        if call is not None and call.reason is not None:
+            reasons = [*_policy_reasons(decision), _reason(call.reason)]
+        sent = request is not None and call is not None and call.sent
+        provision = provision_entry(
+            decision=decision,
+            contract=route.contract,
+            outcome=outcome,
+            transfer_id=check_id,
+            entry_id=self._new_id(),
+            time=now,
+            subject_key=key,
+            payload_sha256=_sha256(request) if sent and request is not None else None,
+            reasons=reasons,
+        )
+        records = [to_record(provision)]
+        if call is not None and call.verdict is not None:
+            receipt = receipt_entry(
+                contract=route.contract,
+                purpose=decision.purpose,
+                transfer_id=check_id,
+                entry_id=self._new_id(),
+                time=self._clock(),
+                subject_id=decision.subject_id,
+                subject_key=key,
+                items=RECEIPT_ITEMS,
+                obtained_by=OBTAINED_BY,
+                payload_sha256=call.response_sha256,
+            )
+            records.append(to_record(receipt))
+        await self._ledger.append(records)
+
+
+def _policy_reasons(decision: Decision) -> list[dict[str, str]]:
+    return [{"code": r.code, "message": r.message, "rule": r.rule} for r in decision.reasons]
+
+
+def _reason(code: str) -> dict[str, str]:
+    return {"code": code, "message": FALLBACK_REASONS[code]}
+
+
+def _answer(check_id: str, decision: Decision, verdict: Verdict) -> dict[str, Any]:
+    return {
+        "check_id": check_id,
+        "transfer_id": check_id,
+        "decision": verdict.decision.value,
+        "score": verdict.score,
+        "reasons": list(verdict.reasons),
+        "provider_ref": verdict.provider_ref,
+        "fallback": False,
+        "fields_dropped": list(decision.fields_dropped),
+    }
+
+
+def _fallback(
+    route: _Route, check_id: str, decision: Decision, reasons: list[str]
+) -> dict[str, Any]:
+    """The contract's declared fallback: not the provider's determination, and marked so."""
+    return {
+        "check_id": check_id,
+        "transfer_id": check_id,
+        "decision": route.fallback.value,
+        "score": None,
+        "reasons": reasons,
+        "provider_ref": None,
+        "fallback": True,
+        "fields_dropped": list(decision.fields_dropped),
+    }
