@@ -14,6 +14,7 @@ from typing import Protocol, TypeAlias
 from gateway.ledger.store import LedgerStore
 from gateway.models import ClientRecord, ConsentEvent, Discontinuance, SubjectState
 from gateway.storage.delivery_store import DeliveryStore
+from gateway.storage.summary_store import SummaryStore
 
 # One consent event as a bare tuple, for bulk imports where building a model per line would
 # dominate the cost: (subject_id, purpose, action "grant"|"withdraw", effective_at (aware),
@@ -57,5 +58,5 @@ class ClientStore(Protocol):
         """Marks the client revoked; False when there is no such active client."""
 
 
-class Store(ConsentStore, ClientStore, LedgerStore, DeliveryStore, Protocol):
+class Store(ConsentStore, ClientStore, LedgerStore, DeliveryStore, SummaryStore, Protocol):
     async def close(self) -> None: ...

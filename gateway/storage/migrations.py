@@ -30,6 +30,7 @@ import asyncpg
 
 from gateway.storage.ledger_schema_v4 import POSTGRES_V4, SQLITE_V4
 from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
+from gateway.storage.summaries_schema import POSTGRES_SUMMARIES, SQLITE_SUMMARIES
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _SQLITE_LEDGER),
     Migration(3, "delivery outbox", SQLITE_OUTBOX),
     Migration(4, _V4_NAME, SQLITE_V4),
+    Migration(5, "attribute-estimation summaries", SQLITE_SUMMARIES),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -258,6 +260,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _POSTGRES_LEDGER),
     Migration(3, "delivery outbox", POSTGRES_OUTBOX),
     Migration(4, _V4_NAME, POSTGRES_V4),
+    Migration(5, "attribute-estimation summaries", POSTGRES_SUMMARIES),
 )
 
 

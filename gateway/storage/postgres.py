@@ -30,6 +30,7 @@ from gateway.models import (
 from gateway.storage import ConsentRow
 from gateway.storage.migrations import POSTGRES_MIGRATIONS, SchemaTooNew, apply_postgres
 from gateway.storage.postgres_ledger import PostgresLedger
+from gateway.storage.summary_store import PostgresSummaryMixin
 
 # Unquoted-identifier shape: the name is interpolated into DDL, so nothing else is accepted.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -151,7 +152,7 @@ def _event_record(e: ConsentEvent) -> tuple[Any, ...]:
     )
 
 
-class PostgresStore:
+class PostgresStore(PostgresSummaryMixin):
     """The `Store` over a PostgreSQL database. Build with `await PostgresStore.open(url)`."""
 
     def __init__(self, *, pool: asyncpg.Pool) -> None:

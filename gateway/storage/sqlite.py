@@ -34,6 +34,7 @@ from gateway.storage import ConsentRow
 from gateway.storage.migrations import SQLITE_MIGRATIONS, SchemaTooNew, apply_sqlite
 from gateway.storage.sqlite_ledger import SqliteLedger
 from gateway.storage.sqlite_time import from_micros, to_micros
+from gateway.storage.summary_store import SqliteSummaryMixin
 
 T = TypeVar("T")
 
@@ -186,7 +187,7 @@ def _states(conn: sqlite3.Connection, ids: list[str]) -> dict[str, SubjectState]
     }
 
 
-class SqliteStore:
+class SqliteStore(SqliteSummaryMixin):
     """The `Store` over one SQLite file. Build with `await SqliteStore.open(path)`."""
 
     def __init__(self, *, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
