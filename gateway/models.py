@@ -24,6 +24,9 @@ class Role(StrEnum):
     FRAUD = "fraud"  # fraud checks
     COMPLIANCE = "compliance"  # read logs, consents, reports
     ADMIN = "admin"  # consents, clients
+    # A partner's own credential, minted for that one partner: it posts what the partner sends
+    # back (an attribute-estimation summary) and nothing else.
+    RECIPIENT = "recipient"
 
 
 class LegalBasis(StrEnum):

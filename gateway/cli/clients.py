@@ -26,7 +26,10 @@ def register(sub: Any) -> None:
     create.add_argument("--name", required=True)
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
     create.add_argument(
-        "--partner", action="append", default=[], help="partner id a sender may send to"
+        "--partner",
+        action="append",
+        default=[],
+        help="partner id a sender may send to; a recipient's one partner",
     )
     create.set_defaults(func=lambda a: asyncio.run(_create(a)))
     listing = actions.add_parser("list", help="list clients (never their keys)")
@@ -47,6 +50,10 @@ async def _create(args: argparse.Namespace) -> int:
         return 2
     if role is Role.SENDER and not partners:
         print("gateway: a sender needs at least one --partner", file=sys.stderr)
+        return 2
+    if role is Role.RECIPIENT and len(partners) != 1:
+        # A recipient is one partner's own credential: never shared between partners.
+        print("gateway: a recipient needs exactly one --partner", file=sys.stderr)
         return 2
     record, key = mint_client(name=args.name, role=role, partners=partners, now=utc_now())
     store = await open_storage(settings)

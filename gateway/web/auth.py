@@ -77,7 +77,16 @@ async def authenticate(request: web.Request) -> ClientRecord:
     return client
 
 
+# Roles that act only for the partners their client lists: a sender sends to them, a
+# recipient is one partner's own credential.
+PARTNER_SCOPED_ROLES = frozenset({Role.SENDER, Role.RECIPIENT})
+
+
 def require_partner(client: ClientRecord | None, partner_id: str) -> None:
-    """A sender acts only for the partners its client lists (issue: roles). Raises Forbidden."""
-    if client is not None and client.role is Role.SENDER and partner_id not in client.partners:
-        raise Forbidden(f"this client may not send to partner {partner_id!r}")
+    """A sender acts only for the partners its client lists (issue: roles), a recipient only
+    for its own partner. Raises Forbidden."""
+    if client is None or client.role not in PARTNER_SCOPED_ROLES:
+        return
+    if partner_id not in client.partners:
+        verb = "send to" if client.role is Role.SENDER else "act for"
+        raise Forbidden(f"this client may not {verb} partner {partner_id!r}")
