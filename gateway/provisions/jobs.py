@@ -2,39 +2,41 @@
 
 A job is created once per (client, idempotency key). Feeding reads the caller's records in
 input order, chunk by chunk; each chunk's entries, outbox rows, rejections and the job's new
-resume point are appended together (`plan_chunk`, one `Ledger.append`). Resubmitting the same
-key continues where the last committed chunk ended, so an upload cut off by a crash or a
-dropped connection can be sent again whole: the records already taken are skipped, nothing
-is queued twice.
+resume point are appended together (the kind's `Planner`, one `Ledger.append`). Resubmitting
+the same key continues where the last committed chunk ended, so an upload cut off by a crash
+or a dropped connection can be sent again whole: the records already taken are skipped,
+nothing is queued twice.
+
+The kind of job is its planner's: `CustomerMatchPlanner` (the default) or
+`gateway.provisions.attribute_export.ExportPlanner`; the job stores it as `kind`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import JobRecord, NewJob
 from gateway.errors import Conflict, FieldError, NotFound, ValidationFailed
 from gateway.ledger.service import Ledger
-from gateway.models import LegalBasis, PartnerKind
-from gateway.provisions.customer_match import UploadContext, plan_chunk
+from gateway.models import LegalBasis, PartnerKind, SubjectState
+from gateway.provisions.customer_match import ChunkPlan, UploadContext, plan_chunk
 from gateway.storage import Store
 
-__all__ = ["CHUNK_RECORDS", "JobRequest", "Jobs", "job_view"]
+__all__ = ["CHUNK_RECORDS", "CustomerMatchPlanner", "JobRequest", "Jobs", "Planner", "job_view"]
 
 CHUNK_RECORDS: Final = 10_000  # records decided per append: a full Data Manager request
-KIND_CUSTOMER_MATCH: Final = "customer_match"
 
 
 @dataclass(frozen=True)
 class JobRequest:
     partner: str
-    destination: str
+    destination: str | None  # customer match: a destination of the contract; exports: None
     purpose: str
     legal_basis: LegalBasis
     idempotency_key: str
@@ -43,6 +45,79 @@ class JobRequest:
         """What must match when the same idempotency key comes again."""
         fields = [self.partner, self.destination, self.purpose, self.legal_basis.value]
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+class Planner(Protocol):
+    """How one kind of job turns a chunk of records into entries and side writes (pure)."""
+
+    @property
+    def kind(self) -> PartnerKind:
+        """The contracts it takes; also the job's stored `kind`."""
+
+    def check(self, request: JobRequest, contract: PartnerContract) -> None:
+        """What the kind needs of a request beyond partner, kind and purpose (which `Jobs`
+        checks). Raises NotFound, ValidationFailed."""
+
+    def plan(
+        self,
+        request: JobRequest,
+        job: NewJob,
+        contract: PartnerContract,
+        lines: Sequence[tuple[int, Any]],
+        states: Mapping[str, SubjectState],
+        now: datetime,
+        *,
+        done: int,
+        last: bool,
+    ) -> ChunkPlan:
+        """One chunk: (1-based line, record or parse-error text) in input order; `done` is
+        how many input records the job has consumed after it. Raises nothing for any record."""
+
+
+@dataclass(frozen=True)
+class CustomerMatchPlanner:
+    """Customer Match uploads: gateway.provisions.customer_match.plan_chunk."""
+
+    subject_key: Callable[[str], str]
+    new_id: Callable[[], str]
+    default_region: str
+
+    @property
+    def kind(self) -> PartnerKind:
+        return PartnerKind.CUSTOMER_MATCH
+
+    def check(self, request: JobRequest, contract: PartnerContract) -> None:
+        """Raises NotFound for a destination the contract does not declare."""
+        if request.destination not in contract.destinations:
+            names = ", ".join(sorted(contract.destinations))
+            detail = f"the contract declares: {names}"
+            raise NotFound("unknown destination", errors=[FieldError("/destination", detail)])
+
+    def plan(
+        self,
+        request: JobRequest,
+        job: NewJob,
+        contract: PartnerContract,
+        lines: Sequence[tuple[int, Any]],
+        states: Mapping[str, SubjectState],
+        now: datetime,
+        *,
+        done: int,
+        last: bool,
+    ) -> ChunkPlan:
+        assert request.destination is not None, "checked by check()"
+        ctx = UploadContext(
+            job_id=job.job_id,
+            transfer_id=job.transfer_id,
+            contract=contract,
+            destination=contract.destinations[request.destination],
+            purpose=request.purpose,
+            legal_basis=request.legal_basis,
+            default_region=self.default_region,
+            subject_key=self.subject_key,
+            new_id=self.new_id,
+        )
+        return plan_chunk(ctx, lines, states, now, done=done, last=last)
 
 
 class Jobs:
@@ -56,14 +131,14 @@ class Jobs:
         new_id: Callable[[], str],
         clock: Callable[[], datetime],
         default_region: str,
+        planner: Planner | None = None,
     ) -> None:
         self._store = store
         self._ledger = ledger
         self._contracts = contracts
-        self._subject_key = subject_key
         self._new_id = new_id
         self._clock = clock
-        self._default_region = default_region
+        self._planner = planner or CustomerMatchPlanner(subject_key, new_id, default_region)
 
     def contract_for(self, request: JobRequest) -> PartnerContract:
         """The contract, checked to take this request. Raises NotFound, ValidationFailed."""
@@ -72,13 +147,11 @@ class Jobs:
             raise NotFound(
                 "unknown partner", errors=[FieldError("/partner", "no contract has this id")]
             )
-        if contract.kind is not PartnerKind.CUSTOMER_MATCH:
-            detail = f"partner is a {contract.kind.value} partner, not customer_match"
+        kind = self._planner.kind
+        if contract.kind is not kind:
+            detail = f"partner is a {contract.kind.value} partner, not {kind.value}"
             raise ValidationFailed("wrong kind of partner", errors=[FieldError("/partner", detail)])
-        if request.destination not in contract.destinations:
-            names = ", ".join(sorted(contract.destinations))
-            detail = f"the contract declares: {names}"
-            raise NotFound("unknown destination", errors=[FieldError("/destination", detail)])
+        self._planner.check(request, contract)
         if request.purpose not in contract.purposes:
             names = ", ".join(sorted(contract.purposes))
             raise NotFound(
@@ -96,7 +169,7 @@ class Jobs:
             client_id=client_id,
             idempotency_key=request.idempotency_key,
             request_sha256=request.digest(),
-            kind=KIND_CUSTOMER_MATCH,
+            kind=self._planner.kind.value,
             partner_id=request.partner,
             destination=request.destination,
             purpose=request.purpose,
@@ -117,26 +190,17 @@ class Jobs:
     ) -> JobRecord:
         """Consume `lines` ((1-based line, record or parse-error text), in input order),
         skipping those an earlier submission already committed. Returns the job as stored.
-        Raises StorageError."""
-        ctx = UploadContext(
-            job_id=record.job.job_id,
-            transfer_id=record.job.transfer_id,
-            contract=self.contract_for(request),
-            destination=self.contract_for(request).destinations[request.destination],
-            purpose=request.purpose,
-            legal_basis=request.legal_basis,
-            default_region=self._default_region,
-            subject_key=self._subject_key,
-            new_id=self._new_id,
-        )
+        Raises StorageError; NotFound/ValidationFailed as contract_for."""
+        contract = self.contract_for(request)
         if not record.input_complete:
-            await self._consume(ctx, record.records_done, lines)
+            chunk = _Chunking(request, record.job, contract)
+            await self._consume(chunk, record.records_done, lines)
         found = await self._store.get_job(record.job.job_id)
         assert found is not None, "a job is never deleted"
         return found
 
     async def _consume(
-        self, ctx: UploadContext, done: int, lines: AsyncIterator[tuple[int, Any]]
+        self, ctx: _Chunking, done: int, lines: AsyncIterator[tuple[int, Any]]
     ) -> None:
         chunk: list[tuple[int, Any]] = []
         last_line = done
@@ -151,16 +215,28 @@ class Jobs:
         await self._commit(ctx, chunk, max(last_line, done), last=True)
 
     async def _commit(
-        self, ctx: UploadContext, chunk: list[tuple[int, Any]], done: int, *, last: bool
+        self, ctx: _Chunking, chunk: list[tuple[int, Any]], done: int, *, last: bool
     ) -> None:
         subjects = [r.get("subject_id") for _, r in chunk if isinstance(r, dict)]
         wanted = [s for s in subjects if isinstance(s, str)]
         states = await self._store.subject_states(wanted) if wanted else {}
-        plan = plan_chunk(ctx, chunk, states, self._clock(), done=done, last=last)
+        now = self._clock()
+        plan = self._planner.plan(
+            ctx.request, ctx.job, ctx.contract, chunk, states, now, done=done, last=last
+        )
         if plan.records:
             await self._ledger.append(plan.records, outbox=plan.writes)
         else:
             await self._store.apply_side_writes(plan.writes)
+
+
+@dataclass(frozen=True)
+class _Chunking:
+    """What every chunk of one feed shares."""
+
+    request: JobRequest
+    job: NewJob
+    contract: PartnerContract
 
 
 def job_view(record: JobRecord) -> dict[str, Any]:
@@ -183,6 +259,7 @@ def job_view(record: JobRecord) -> dict[str, Any]:
     job = record.job
     return {
         "job_id": job.job_id,
+        "kind": job.kind,
         "state": state,
         "counts": counts,
         "partner": job.partner_id,

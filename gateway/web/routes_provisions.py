@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final, Literal
 
 from aiohttp import web
@@ -24,7 +24,7 @@ from gateway.delivery.outbox import JobRecord
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.models import LegalBasis, Role
 from gateway.provisions.customer_match import RECORD_FIELDS
-from gateway.provisions.jobs import JobRequest, Jobs, job_view
+from gateway.provisions.jobs import JobRequest, Jobs, Planner, job_view
 from gateway.provisions.reader import read_records
 from gateway.web.auth import require_partner
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
@@ -37,6 +37,7 @@ STREAM_MEDIA: Final = {"application/x-ndjson": "jsonl", "application/jsonl": "js
 STREAM_MEDIA_CSV: Final = "text/csv"
 KEY_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 REJECTIONS_PAGE: Final = 5_000
+JOB_PARAMS: Final = ("partner", "destination", "purpose", "legal_basis")
 
 
 class CustomerMatchBody(BaseModel):
@@ -53,7 +54,8 @@ class CustomerMatchBody(BaseModel):
     records: list[dict[str, Any]] = Field(min_length=1)
 
 
-def _jobs(services: Services) -> Jobs:
+def jobs_for(services: Services, planner: Planner | None = None) -> Jobs:
+    """The jobs of one kind (the planner's; default: Customer Match)."""
     return Jobs(
         store=services.store,
         ledger=services.ledger,
@@ -62,20 +64,25 @@ def _jobs(services: Services) -> Jobs:
         new_id=services.new_id,
         clock=services.clock,
         default_region=services.settings.default_region,
+        planner=planner,
     )
 
 
-def _query_request(request: web.Request) -> JobRequest:
-    """The job parameters of a streamed upload. Raises ValidationFailed naming each one."""
+def query_job_request(
+    request: web.Request,
+    *,
+    defaults: Mapping[str, str] | None = None,
+    params: tuple[str, ...] = JOB_PARAMS,
+) -> JobRequest:
+    """The job parameters of a streamed upload: `params` from the query string (`defaults`
+    for those left out; a job without a "destination" param has none). Raises
+    ValidationFailed naming each one."""
     query = request.query
     key = query.get("idempotency_key") or request.headers.get("Idempotency-Key")
-    values = {
-        "partner": query.get("partner"),
-        "destination": query.get("destination", "default"),
-        "purpose": query.get("purpose"),
-        "legal_basis": query.get("legal_basis", LegalBasis.CONSENT.value),
-        "idempotency_key": key,
-    }
+    given = {"destination": "default", "legal_basis": LegalBasis.CONSENT.value}
+    given.update(defaults or {})
+    values = {name: query.get(name, given.get(name)) for name in params}
+    values["idempotency_key"] = key
     errors = [FieldError.query(n, "required") for n, v in values.items() if not v]
     basis = values["legal_basis"]
     if basis and basis not in {b.value for b in LegalBasis}:
@@ -85,47 +92,63 @@ def _query_request(request: web.Request) -> JobRequest:
         errors.append(FieldError.query("idempotency_key", detail))
     if errors:
         raise ValidationFailed("the upload's parameters are incomplete", errors=errors)
+    destination = values.get("destination")
     return JobRequest(
         partner=str(values["partner"]),
-        destination=str(values["destination"]),
+        destination=None if destination is None else str(destination),
         purpose=str(values["purpose"]),
         legal_basis=LegalBasis(str(basis)),
         idempotency_key=str(key),
     )
 
 
-async def _listed(records: list[dict[str, Any]]) -> AsyncIterator[tuple[int, Any]]:
+async def listed(records: list[dict[str, Any]]) -> AsyncIterator[tuple[int, Any]]:
+    """A JSON body's records as the (1-based line, record) pairs that `Jobs.feed` reads."""
     for line, record in enumerate(records, 1):
         yield line, record
 
 
 async def post_customer_match(request: web.Request, caller: Caller) -> web.StreamResponse:
     services = request.app[SERVICES]
-    jobs = _jobs(services)
+    jobs = jobs_for(services)
     media = request.content_type
     if media == "application/json":
         body = await read_model(request, CustomerMatchBody)
         job_request = JobRequest(
             body.partner, body.destination, body.purpose, body.legal_basis, body.idempotency_key
         )
-        lines: AsyncIterator[tuple[int, Any]] = _listed(body.records)
+        lines: AsyncIterator[tuple[int, Any]] = listed(body.records)
     else:
         require_media(request, ("application/json", *STREAM_MEDIA, STREAM_MEDIA_CSV))
-        job_request = _query_request(request)
+        job_request = query_job_request(request)
         fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
         lines = read_records(request.content.iter_any(), fmt, columns=frozenset(RECORD_FIELDS))
+    return await accept_job(request, caller, jobs, job_request, lines)
+
+
+async def accept_job(
+    request: web.Request,
+    caller: Caller,
+    jobs: Jobs,
+    job_request: JobRequest,
+    lines: AsyncIterator[tuple[int, Any]],
+) -> web.StreamResponse:
+    """Open (or find) the caller's job, feed it every record, answer 202 with the job.
+    Raises Forbidden (not the caller's partner), Conflict, NotFound, ValidationFailed,
+    StorageError."""
+    jobs.contract_for(job_request)  # an unknown partner is a 404 before it is a 403
     require_partner(caller.client, job_request.partner)
     assert caller.client is not None
     record, _ = await jobs.open(job_request, caller.client.client_id)
     record = await jobs.feed(record, job_request, lines)
     request.app[DELIVERY].wake()
     view = job_view(record)
-    response = json_response({**view, "links": _links(record)}, status=202)
+    response = json_response({**view, "links": job_links(record)}, status=202)
     response.headers["Location"] = f"/v1/jobs/{record.job.job_id}"
     return response
 
 
-def _links(record: JobRecord) -> dict[str, str]:
+def job_links(record: JobRecord) -> dict[str, str]:
     base = f"/v1/jobs/{record.job.job_id}"
     return {"self": base, "rejections": f"{base}/rejections"}
 
@@ -144,7 +167,7 @@ async def _job(request: web.Request, caller: Caller) -> JobRecord:
 
 async def get_job(request: web.Request, caller: Caller) -> web.StreamResponse:
     record = await _job(request, caller)
-    return json_response({**job_view(record), "links": _links(record)})
+    return json_response({**job_view(record), "links": job_links(record)})
 
 
 async def get_rejections(request: web.Request, caller: Caller) -> web.StreamResponse:
