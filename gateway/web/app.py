@@ -14,10 +14,12 @@ from gateway.web import (
     routes_clients,
     routes_consent,
     routes_decisions,
+    routes_exports,
     routes_fraud,
     routes_ledger,
     routes_meta,
     routes_provisions,
+    routes_summaries,
     routes_transfers,
 )
 from gateway.web.endpoints import Endpoint, add_routes
@@ -35,6 +37,8 @@ def all_endpoints() -> list[Endpoint]:
         *routes_ledger.ENDPOINTS,
         *routes_transfers.ENDPOINTS,
         *routes_provisions.ENDPOINTS,
+        *routes_exports.ENDPOINTS,
+        *routes_summaries.ENDPOINTS,
         *routes_fraud.ENDPOINTS,
     ]
 

@@ -12,7 +12,7 @@ import pytest
 from gateway.errors import PROBLEM_MEDIA_TYPE, problem_type
 from gateway.models import Role
 from gateway.web.app import all_endpoints
-from gateway.web.auth import mint_client
+from gateway.web.auth import PARTNER_SCOPED_ROLES, mint_client
 from gateway.web.endpoints import Endpoint
 from tests.integration.conftest import NOW, Api
 
@@ -34,6 +34,15 @@ async def _request(api: Api, e: Endpoint, headers: dict[str, str]) -> tuple[int,
     text = await resp.text()
     parsed = json.loads(text) if text and resp.content_type.endswith("json") else None
     return resp.status, resp.content_type, parsed
+
+
+async def _auth(api: Api, role: Role) -> dict[str, str]:
+    """A key of `role` for a client that may act for every partner: the matrix probes the
+    role gate; partner scoping has its own tests below."""
+    partners = tuple(api.services.contracts) if role in PARTNER_SCOPED_ROLES else ()
+    record, key = mint_client(name=f"matrix-{role}", role=role, partners=partners, now=NOW)
+    await api.services.store.create_client(record)
+    return {"Authorization": f"Bearer {key}"}
 
 
 def _assert_problem(status: int, media: str, body: Any, expected: int, slug: str) -> None:
@@ -60,7 +69,7 @@ async def test_an_unknown_or_malformed_key_is_401(api: Api, endpoint: Endpoint) 
 @pytest.mark.parametrize("role", list(Role))
 @pytest.mark.parametrize("endpoint", PROTECTED, ids=_id)
 async def test_role_matrix(api: Api, endpoint: Endpoint, role: Role) -> None:
-    status, media, body = await _request(api, endpoint, api.auth(role))
+    status, media, body = await _request(api, endpoint, await _auth(api, role))
     assert endpoint.roles is not None
     if role in endpoint.roles:
         assert status not in (401, 403), body
@@ -73,6 +82,23 @@ async def test_role_matrix(api: Api, endpoint: Endpoint, role: Role) -> None:
 async def test_a_sender_is_403_for_another_partner(api: Api, endpoint: Endpoint) -> None:
     record, key = mint_client(
         name="fraud-only-sender", role=Role.SENDER, partners=("sample-fraud-provider",), now=NOW
+    )
+    await api.services.store.create_client(record)
+    status, media, body = await _request(api, endpoint, {"Authorization": f"Bearer {key}"})
+    _assert_problem(status, media, body, 403, "forbidden")
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [e for e in PROTECTED if e.partner_scoped and e.roles and Role.RECIPIENT in e.roles],
+    ids=_id,
+)
+async def test_a_recipient_is_403_for_another_partner(api: Api, endpoint: Endpoint) -> None:
+    record, key = mint_client(
+        name="fraud-provider-recipient",
+        role=Role.RECIPIENT,
+        partners=("sample-fraud-provider",),
+        now=NOW,
     )
     await api.services.store.create_client(record)
     status, media, body = await _request(api, endpoint, {"Authorization": f"Bearer {key}"})
