@@ -13,6 +13,7 @@ The kind of job is its planner's: `CustomerMatchPlanner` (the default) or
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -202,28 +203,52 @@ class Jobs:
     async def _consume(
         self, ctx: _Chunking, done: int, lines: AsyncIterator[tuple[int, Any]]
     ) -> None:
+        """Chunk the input and write each chunk's plan in order. The next chunk is planned
+        (CPU, on the loop) while the previous one commits (I/O, on the store's side): the
+        consent states it needs are read first, so the commit does not wait behind them."""
         chunk: list[tuple[int, Any]] = []
         last_line = done
+        ready: ChunkPlan | None = None
         async for line, raw in lines:
             last_line = line
             if line <= done:
                 continue  # committed by an earlier submission of this key
             chunk.append((line, raw))
             if len(chunk) >= CHUNK_RECORDS:
-                await self._commit(ctx, chunk, last_line, last=False)
+                ready = await self._next(ctx, ready, chunk, last_line, last=False)
                 chunk = []
-        await self._commit(ctx, chunk, max(last_line, done), last=True)
+        ready = await self._next(ctx, ready, chunk, max(last_line, done), last=True)
+        await self._write(ready)
 
-    async def _commit(
-        self, ctx: _Chunking, chunk: list[tuple[int, Any]], done: int, *, last: bool
-    ) -> None:
+    async def _next(
+        self,
+        ctx: _Chunking,
+        ready: ChunkPlan | None,
+        chunk: list[tuple[int, Any]],
+        done: int,
+        *,
+        last: bool,
+    ) -> ChunkPlan:
+        """Write `ready` while planning `chunk`; returns the new plan, not yet written."""
         subjects = [r.get("subject_id") for _, r in chunk if isinstance(r, dict)]
         wanted = [s for s in subjects if isinstance(s, str)]
         states = await self._store.subject_states(wanted) if wanted else {}
-        now = self._clock()
-        plan = self._planner.plan(
-            ctx.request, ctx.job, ctx.contract, chunk, states, now, done=done, last=last
-        )
+        writing = asyncio.create_task(self._write(ready)) if ready is not None else None
+        try:
+            await asyncio.sleep(0)  # let the write reach the store before planning
+            plan = self._planner.plan(
+                ctx.request, ctx.job, ctx.contract, chunk, states, self._clock(), done=done,
+                last=last,
+            )  # fmt: skip
+        except BaseException:
+            if writing is not None:
+                await asyncio.gather(writing, return_exceptions=True)
+            raise
+        if writing is not None:
+            await writing
+        return plan
+
+    async def _write(self, plan: ChunkPlan) -> None:
         if plan.records:
             await self._ledger.append(plan.records, outbox=plan.writes)
         else:
