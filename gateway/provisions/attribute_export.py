@@ -52,25 +52,40 @@ from gateway.ledger.entries import Outcome
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import TransferEntries
 from gateway.models import PartnerKind, SubjectState, Transform
-from gateway.policy import Decision, ProvisionItem, decide
+from gateway.policy import Decision, ProvisionItem
+from gateway.policy_cache import DecisionCache
 from gateway.provisions.customer_match import ChunkPlan
 from gateway.provisions.jobs import JobRequest
 
-__all__ = ["DEFAULT_PURPOSE", "OPERATION", "ExportPlanner", "field_pseudonym"]
+__all__ = ["DEFAULT_PURPOSE", "OPERATION", "ExportPlanner", "field_pseudonym", "pseudonymizer"]
 
 OPERATION: Final = "upload"  # the delivery worker posts it to {endpoint}/v1/uploads
 DEFAULT_PURPOSE: Final = "attribute_estimation"
 _PSEUDONYM_DOMAIN: Final = b"gateway.field-pseudonym/v1"
 
 
+def pseudonymizer(partner_id: str, name: str, *, key: bytes) -> Callable[[str], str]:
+    """`field_pseudonym` for one partner's field, keyed once (the HMAC state of the prefix
+    is copied per value)."""
+    prefix = b"\x00".join((_PSEUDONYM_DOMAIN, partner_id.encode(), name.encode(), b""))
+    keyed = hmac.new(key, prefix, hashlib.sha256)
+
+    def pseudonym(value: str) -> str:
+        h = keyed.copy()
+        h.update(value.encode())
+        return h.hexdigest()
+
+    return pseudonym
+
+
 def field_pseudonym(partner_id: str, name: str, value: str, *, key: bytes) -> str:
-    """HMAC-SHA256 (RFC 2104) hex of `value` under the pseudonymization key, bound to the
-    partner and the field: the recipient can echo it back and we can recompute it, but it is
-    not the log's subject key and another partner's file never carries the same value.
+    """HMAC-SHA256 (RFC 2104) hex, under the pseudonymization key, of
+    `"gateway.field-pseudonym/v1" 0x00 partner 0x00 field 0x00 value`: bound to the partner and
+    the field, so the recipient can echo it back and we can recompute it, but it is not the
+    log's subject key and another partner's file never carries the same value.
 
     Raises UnicodeEncodeError for a value with lone surrogates."""
-    message = b"\x00".join((_PSEUDONYM_DOMAIN, *(s.encode() for s in (partner_id, name, value))))
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return pseudonymizer(partner_id, name, key=key)(value)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,11 @@ class ExportPlanner:
             request=request,
             transforms=contract.purposes[request.purpose].fields,
             planner=self,
+            decisions=DecisionCache(),
+            pseudonyms={
+                name: pseudonymizer(contract.id, name, key=self.pseudonym_key)
+                for name in contract.export.columns
+            },
         )
         return _plan(ctx, lines, states, now, done=done, last=last)
 
@@ -134,6 +154,8 @@ class _Export:
     request: JobRequest
     transforms: Mapping[str, Transform]
     planner: ExportPlanner
+    decisions: DecisionCache  # policy.decide, once per kind of person in the chunk
+    pseudonyms: Mapping[str, Callable[[str], str]]  # column -> its keyed pseudonym
 
 
 @dataclass
@@ -291,7 +313,7 @@ def _one(
     item = ProvisionItem(
         subject_id=subject, purpose=request.purpose, legal_basis=request.legal_basis, fields=fields
     )
-    decision = decide(item, ctx.contract, state, now)
+    decision = ctx.decisions.decide(item, ctx.contract, state, now)
     if not decision.allowed:
         code = decision.reasons[0].code if decision.reasons else "denied"
         message = "; ".join(r.message for r in decision.reasons) or "denied by policy"
@@ -346,5 +368,5 @@ def _value(ctx: _Export, name: str, value: str, transform: Transform) -> str | R
     if transform is Transform.SHA256:
         return normalized if name in PREHASHED_KINDS else sha256_hex(normalized)
     if transform is Transform.HMAC:
-        return field_pseudonym(ctx.contract.id, name, normalized, key=ctx.planner.pseudonym_key)
+        return ctx.pseudonyms[name](normalized)
     return normalized

@@ -322,4 +322,6 @@ def test_field_pseudonyms_are_keyed_and_bound_to_the_partner() -> None:
     one = field_pseudonym("a", "member_id", "M-1", key=key)
     assert one != field_pseudonym("b", "member_id", "M-1", key=key)
     assert one != hmac.new(key, b"M-1", hashlib.sha256).hexdigest()
+    message = b"gateway.field-pseudonym/v1\x00a\x00member_id\x00M-1"  # as docs/exports.md says
+    assert one == hmac.new(key, message, hashlib.sha256).hexdigest()
     assert len(one) == 64
