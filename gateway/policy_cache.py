@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from gateway.contracts import PartnerContract
-from gateway.models import SubjectState
+from gateway.models import LegalBasis, SubjectState
 from gateway.policy import (
     JST,
     Decision,
@@ -54,11 +54,55 @@ class DecisionCache:
     ) -> Decision:
         """Exactly `policy.decide(item, contract, state, now)`. Raises ValueError for a
         naive `now`."""
+        return self.decide_request(
+            subject_id=item.subject_id,
+            purpose=item.purpose,
+            legal_basis=item.legal_basis,
+            fields=item.fields,
+            contract=contract,
+            state=state,
+            now=now,
+            rationale=item.rationale,
+            approver=item.approver,
+            pri_confirmation=item.pri_confirmation,
+            item=item,
+        )
+
+    def decide_request(
+        self,
+        *,
+        subject_id: str,
+        purpose: str,
+        legal_basis: LegalBasis,
+        fields: tuple[str, ...],
+        contract: PartnerContract,
+        state: SubjectState,
+        now: datetime,
+        rationale: str | None = None,
+        approver: str | None = None,
+        pri_confirmation: str | None = None,
+        item: ProvisionItem | None = None,
+    ) -> Decision:
+        """`decide` for the ProvisionItem these values make, which is only built (and
+        validated) when the cache has no answer yet: the bulk path's common case costs a
+        tuple and a dict lookup. Raises pydantic.ValidationError for values a ProvisionItem
+        refuses; ValueError for a naive `now`."""
         if now.utcoffset() is None:
             raise ValueError("now must be a timezone-aware datetime")
-        key = _projection(item, contract, state, now)
+        request = (purpose, legal_basis, fields, rationale, approver, pri_confirmation)
+        key = _projection(subject_id, request, contract, state, now)
         cached = self._cache.get(key)
         if cached is None:
+            if item is None:
+                item = ProvisionItem(
+                    subject_id=subject_id,
+                    purpose=purpose,
+                    legal_basis=legal_basis,
+                    fields=fields,
+                    rationale=rationale,
+                    approver=approver,
+                    pri_confirmation=pri_confirmation,
+                )
             decision = decide(item, contract, state, now)
             if len(self._cache) < MAX_ENTRIES:
                 self._cache[key] = decision
@@ -66,20 +110,24 @@ class DecisionCache:
         self.hits += 1
         evidence = cached.evidence
         if _CONSENT_KEY in evidence:  # this person's own consent evidence
-            grant = state.consents[item.purpose]
-            evidence = {**evidence, **_consent_evidence(grant)}
-        return cached.model_copy(update={"subject_id": item.subject_id, "evidence": evidence})
+            evidence = {**evidence, **_consent_evidence(state.consents[purpose])}
+        return cached.model_copy(update={"subject_id": subject_id, "evidence": evidence})
 
 
 def _projection(
-    item: ProvisionItem, contract: PartnerContract, state: SubjectState, now: datetime
+    subject_id: str,
+    request: tuple[Any, ...],
+    contract: PartnerContract,
+    state: SubjectState,
+    now: datetime,
 ) -> Hashable:
-    event = state.consents.get(item.purpose)
+    """`request`: (purpose, legal basis, fields, rationale, approver, confirmation)."""
+    event = state.consents.get(request[0])
     consent: Hashable = None
     if event is not None:
         placeable = event.effective_at.utcoffset() is not None
         consent = (
-            event.subject_id == item.subject_id,
+            event.subject_id == subject_id,
             event.purpose,
             event.action,
             placeable,
@@ -95,14 +143,9 @@ def _projection(
         id(contract),
         contract.id,
         now.astimezone(JST).date(),
-        item.purpose,
-        item.legal_basis,
-        item.fields,
-        item.rationale,
-        item.approver,
-        item.pri_confirmation,
-        bool(item.subject_id.strip()),
-        state.subject_id == item.subject_id,
+        request,
+        bool(subject_id.strip()),
+        state.subject_id == subject_id,
         consent,
         stopped,
     )

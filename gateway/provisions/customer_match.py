@@ -47,7 +47,7 @@ from gateway.ledger.entries import Outcome
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import TransferEntries
 from gateway.models import ConsentAction, LegalBasis, SubjectState, Transform
-from gateway.policy import Decision, ProvisionItem
+from gateway.policy import Decision
 from gateway.policy_cache import DecisionCache
 
 __all__ = ["RECORD_FIELDS", "ChunkPlan", "UploadContext", "plan_chunk"]
@@ -245,12 +245,15 @@ def _one(
     a 1-tuple) an allowed decision whose record had nothing usable, recorded as not sent."""
     subject = record["subject_id"]
     fields = tuple(f for f in RECORD_FIELDS if f in record)
-    # Every value was checked above (subject id pattern, known field names): no validation
-    # pass per record on the bulk path.
-    item = ProvisionItem.model_construct(
-        subject_id=subject, purpose=ctx.purpose, legal_basis=ctx.legal_basis, fields=fields
+    decision = decisions.decide_request(
+        subject_id=subject,
+        purpose=ctx.purpose,
+        legal_basis=ctx.legal_basis,
+        fields=fields,
+        contract=ctx.contract,
+        state=state,
+        now=now,
     )
-    decision = decisions.decide(item, ctx.contract, state, now)
     if not decision.allowed:
         code = decision.reasons[0].code if decision.reasons else "denied"
         rejections.append(Rejection(line, subject, code, None, _denial(decision)))
