@@ -204,6 +204,12 @@ def main() -> int:
             )  # fmt: skip
             assert imported.returncode == 0
             rss = Rss(service.pid)
+            if os.environ.get("BENCH_PYSPY"):  # profile the service while it works
+                spy = subprocess.Popen(  # noqa: S603
+                    [os.environ["BENCH_PYSPY"], "record", "-p", str(service.pid), "-o",
+                     "/tmp/upload-profile.txt", "--format", "raw", "-r", "50"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
             started = time.perf_counter()
             out = gateway(
                 "upload", "--partner", PARTNER, "--url", f"http://127.0.0.1:{port}",
@@ -211,6 +217,9 @@ def main() -> int:
             )  # fmt: skip
             elapsed = time.perf_counter() - started
             peak_mb = rss.stop() / 1024
+            if os.environ.get("BENCH_PYSPY"):
+                spy.send_signal(2)
+                spy.wait(30)
         finally:
             service.terminate()
             service.wait(30)

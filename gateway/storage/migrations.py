@@ -202,7 +202,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _SQLITE_LEDGER),
-    Migration(3, "delivery outbox", SQLITE_OUTBOX),
+    Migration(3, "delivery outbox, provision jobs", SQLITE_OUTBOX),
     Migration(4, _V4_NAME, SQLITE_V4),
     Migration(5, "attribute-estimation summaries", SQLITE_SUMMARIES),
 )
@@ -258,7 +258,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(2, "transfer log: leaves, entries, nodes, checkpoints", _POSTGRES_LEDGER),
-    Migration(3, "delivery outbox", POSTGRES_OUTBOX),
+    Migration(3, "delivery outbox, provision jobs", POSTGRES_OUTBOX),
     Migration(4, _V4_NAME, POSTGRES_V4),
     Migration(5, "attribute-estimation summaries", POSTGRES_SUMMARIES),
 )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -28,9 +28,12 @@ from gateway.models import (
     SubjectState,
 )
 from gateway.storage import ConsentRow
+from gateway.storage.delivery_store import PostgresDeliveryMixin
 from gateway.storage.migrations import POSTGRES_MIGRATIONS, SchemaTooNew, apply_postgres
 from gateway.storage.postgres_ledger import PostgresLedger
 from gateway.storage.summary_store import PostgresSummaryMixin
+
+T = TypeVar("T")
 
 # Unquoted-identifier shape: the name is interpolated into DDL, so nothing else is accepted.
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -152,7 +155,7 @@ def _event_record(e: ConsentEvent) -> tuple[Any, ...]:
     )
 
 
-class PostgresStore(PostgresSummaryMixin):
+class PostgresStore(PostgresDeliveryMixin, PostgresSummaryMixin):
     """The `Store` over a PostgreSQL database. Build with `await PostgresStore.open(url)`."""
 
     def __init__(self, *, pool: asyncpg.Pool) -> None:
@@ -188,6 +191,11 @@ class PostgresStore(PostgresSummaryMixin):
     async def close(self) -> None:
         async with _translated():
             await self._pool.close()
+
+    async def _pg(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(pool, ...)` with asyncpg errors translated (the delivery mixin's seam)."""
+        async with _translated():
+            return await fn(self._pool, *args, **kwargs)
 
     async def execute_sql(self, sql: str, *params: object) -> list[asyncpg.Record]:
         """Run one raw statement (tests, maintenance). Raises StorageError."""

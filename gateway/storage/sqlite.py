@@ -31,6 +31,7 @@ from gateway.models import (
     SubjectState,
 )
 from gateway.storage import ConsentRow
+from gateway.storage.delivery_store import SqliteDeliveryMixin
 from gateway.storage.migrations import SQLITE_MIGRATIONS, SchemaTooNew, apply_sqlite
 from gateway.storage.sqlite_ledger import SqliteLedger
 from gateway.storage.sqlite_time import from_micros, to_micros
@@ -187,7 +188,7 @@ def _states(conn: sqlite3.Connection, ids: list[str]) -> dict[str, SubjectState]
     }
 
 
-class SqliteStore(SqliteSummaryMixin):
+class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
     """The `Store` over one SQLite file. Build with `await SqliteStore.open(path)`."""
 
     def __init__(self, *, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
