@@ -216,29 +216,32 @@ async def _fraud(call: Call) -> None:
 
 
 async def _export(call: Call, keys: dict[str, str], base: str) -> None:
-    if "recipient" in keys:
-        await call("PUT", "/v1/subjects/demo-001/consents/attribute_estimation", "admin", GRANT)
-    # The simulated recipient posts its summary back with its own credential.
+    people = [
+        {"subject_id": f"member-{n:03d}", "member_id": f"M{n:05d}",
+         "email": f"m{n}@example.jp", "birth_year": str(1990 + n % 3),
+         "gender": "f" if n % 2 else "m", "postal_code": "100-0001"}
+        for n in range(1, 25)
+    ]  # fmt: skip
+    for person in people[:-2]:  # the last two never consented: refused
+        subject = person["subject_id"]
+        await call("PUT", f"/v1/subjects/{subject}/consents/attribute_estimation", "admin", GRANT)
+    # The simulated recipient posts its summary back with its own credential; the honest
+    # recipient drops cells under the minimum count itself.
     callback = f"{base}/v1/partners/sample-point-program/summaries"
     await call(
         "POST", "/sandbox/_control/summary-callback", "admin",
         {"url": callback, "api_key": keys.get("recipient", ""), "delay_s": 0.2, "mode": "ok"},
     )  # fmt: skip
-    people = [
-        {"subject_id": f"demo-{n:03d}", "member_id": f"M{n:05d}", "email": f"m{n}@example.jp",
-         "birth_year": str(1960 + n % 40), "gender": "f" if n % 2 else "m",
-         "postal_code": "100-0001"}
-        for n in range(1, 4)
-    ]  # fmt: skip
     job = await call(
         "POST", "/v1/exports/attribute-estimation", "sender",
         {"partner": "sample-point-program", "idempotency_key": "demo-export-1",
          "records": people},
     )  # fmt: skip
-    say("4. attribute-estimation export", job)
+    job = await _settled(call, job["job_id"])
+    say("4. attribute-estimation export (Shift_JIS file)", {k: job[k] for k in ("state", "counts")})
     await asyncio.sleep(1.0)
     summaries = await call("GET", "/v1/partners/sample-point-program/summaries", "sender")
-    say("   summaries the recipient posted back (small cells are refused)", summaries)
+    say("   the statistical summary the recipient posted back", summaries)
 
 
 async def _verify(services: Services) -> int:
