@@ -49,7 +49,8 @@ class ClientList(BaseModel):
 
 
 def check_client_partners(body: NewClient, known: set[str]) -> None:
-    """Raises ValidationFailed for unknown partners or a sender without partners."""
+    """Raises ValidationFailed for unknown partners, a sender without partners or a
+    recipient without exactly one."""
     errors = [
         FieldError(f"/partners/{i}", f"unknown partner {p!r}")
         for i, p in enumerate(body.partners)
@@ -57,6 +58,9 @@ def check_client_partners(body: NewClient, known: set[str]) -> None:
     ]
     if body.role is Role.SENDER and not body.partners:
         errors.append(FieldError("/partners", "a sender must name the partners it sends to"))
+    if body.role is Role.RECIPIENT and len(body.partners) != 1:
+        # A recipient key is one partner's own credential: never shared between partners.
+        errors.append(FieldError("/partners", "a recipient names exactly one partner"))
     if errors:
         raise ValidationFailed("the client's partners are not valid", errors=errors)
 

@@ -9,8 +9,7 @@ from pydantic import BaseModel
 
 from gateway.contracts import PartnerContract
 from gateway.errors import NotFound
-from gateway.models import Role
-from gateway.web.auth import require_partner
+from gateway.web.auth import PARTNER_SCOPED_ROLES, require_partner
 from gateway.web.endpoints import ALL_ROLES, Caller, Endpoint
 from gateway.web.problems import json_response, model_response
 from gateway.web.services import SERVICES
@@ -37,7 +36,7 @@ async def get_openapi(request: web.Request, caller: Caller) -> web.StreamRespons
 async def get_partners(request: web.Request, caller: Caller) -> web.StreamResponse:
     contracts = list(request.app[SERVICES].contracts.values())
     client = caller.client
-    if client is not None and client.role is Role.SENDER:
+    if client is not None and client.role in PARTNER_SCOPED_ROLES:
         contracts = [c for c in contracts if c.id in client.partners]
     return model_response(PartnerList(partners=sorted(contracts, key=lambda c: c.id)))
 

@@ -162,7 +162,8 @@ async def rows(store: SqliteStore | PostgresStore, sql: str) -> list[tuple[Any, 
 async def test_the_migrated_log_verifies_and_proves(
     migrated: SqliteStore | PostgresStore, keyring: Keyring
 ) -> None:
-    assert (await rows(migrated, "SELECT max(version) FROM schema_migrations"))[0][0] == 4
+    versions = await rows(migrated, "SELECT version FROM schema_migrations ORDER BY version")
+    assert (4,) in versions  # and whatever came after it
     with pytest.raises(StorageError):
         await migrated.execute_sql("SELECT 1 FROM ledger_entries")
     levels = await rows(migrated, "SELECT DISTINCT level FROM ledger_nodes ORDER BY level")
