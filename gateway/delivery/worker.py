@@ -163,12 +163,12 @@ class DeliveryWorker:
         if free <= 0:
             return
         due = await self._store.due_deliveries(
-            self._clock(), after_seq=0, limit=free + len(self._in_flight)
+            self._clock(), after_seq=0, limit=free, skip=frozenset(self._in_flight)
         )
         for row in due:
             if free <= 0 or self._stopping:
                 break
-            if row.delivery_id in self._in_flight:
+            if row.delivery_id in self._in_flight:  # started since the query
                 continue
             task = asyncio.create_task(self._deliver(row), name=f"deliver-{row.delivery_id}")
             self._in_flight[row.delivery_id] = task

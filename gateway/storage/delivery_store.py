@@ -8,7 +8,7 @@ become StorageError); PostgresStore provides `_pg` (its pool, where asyncpg erro
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -44,8 +44,9 @@ class DeliveryStore(Protocol):
         """Outbox/job writes in one transaction with no log entries. Raises StorageError."""
 
     async def due_deliveries(
-        self, now: datetime, *, after_seq: int, limit: int
-    ) -> list[PendingDelivery]: ...
+        self, now: datetime, *, after_seq: int, limit: int, skip: Collection[str] = ()
+    ) -> list[PendingDelivery]:
+        """Pending rows due at `now`, oldest first, at most `limit`, none of `skip`."""
 
     async def deliveries_in_state(
         self, state: DeliveryState, *, after_seq: int, limit: int
@@ -88,9 +89,9 @@ class SqliteDeliveryMixin:
         await self._run(partial(lite.apply_side_writes, writes=writes))
 
     async def due_deliveries(
-        self, now: datetime, *, after_seq: int, limit: int
+        self, now: datetime, *, after_seq: int, limit: int, skip: Collection[str] = ()
     ) -> list[PendingDelivery]:
-        op = partial(lite.due_deliveries, now=now, after_seq=after_seq, limit=limit)
+        op = partial(lite.due_deliveries, now=now, after_seq=after_seq, limit=limit, skip=skip)
         return await self._run(op)
 
     async def deliveries_in_state(
@@ -146,9 +147,9 @@ class PostgresDeliveryMixin:
         await self._pg(pg.apply_side_writes, writes)
 
     async def due_deliveries(
-        self, now: datetime, *, after_seq: int, limit: int
+        self, now: datetime, *, after_seq: int, limit: int, skip: Collection[str] = ()
     ) -> list[PendingDelivery]:
-        return await self._pg(pg.due_deliveries, now, after_seq=after_seq, limit=limit)
+        return await self._pg(pg.due_deliveries, now, after_seq=after_seq, limit=limit, skip=skip)
 
     async def deliveries_in_state(
         self, state: DeliveryState, *, after_seq: int, limit: int

@@ -8,7 +8,7 @@ PostgresStore translates them into StorageError.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeAlias
 
@@ -61,9 +61,12 @@ _JOB_DELIVERIES: Final = """SELECT state, count(*), coalesce(sum(entry_count), 0
     WHERE job_id = $1 GROUP BY state"""
 _REJECTIONS: Final = """SELECT line, subject_id, code, field, message FROM job_rejections
     WHERE job_id = $1 AND line > $2 ORDER BY line, code LIMIT $3"""
+# Rows under way are skipped in the query: their megabytes of payload are not read again.
 _DUE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error FROM outbox
-    WHERE state = 'pending' AND next_attempt_at <= $1 AND seq > $2 ORDER BY seq LIMIT $3"""
+    WHERE state = 'pending' AND next_attempt_at <= $1 AND seq > $2
+        AND NOT (delivery_id = ANY($4::text[]))
+    ORDER BY seq LIMIT $3"""
 _BY_STATE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error
     FROM outbox WHERE state = $1 AND seq > $2
@@ -196,9 +199,10 @@ def _delivery(row: Any) -> PendingDelivery:
 
 
 async def due_deliveries(
-    pool: Pool, now: datetime, *, after_seq: int, limit: int
+    pool: Pool, now: datetime, *, after_seq: int, limit: int, skip: Collection[str] = ()
 ) -> list[PendingDelivery]:
-    return [_delivery(r) for r in await pool.fetch(_DUE, _aware(now), after_seq, limit)]
+    rows = await pool.fetch(_DUE, _aware(now), after_seq, limit, list(skip))
+    return [_delivery(r) for r in rows]
 
 
 async def deliveries_in_state(

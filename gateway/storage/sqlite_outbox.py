@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -56,9 +56,13 @@ _JOB_DELIVERIES: Final = """SELECT state, count(*), coalesce(sum(entry_count), 0
     WHERE job_id = ? GROUP BY state"""
 _REJECTIONS: Final = """SELECT line, subject_id, code, field, message FROM job_rejections
     WHERE job_id = ? AND line > ? ORDER BY line, code LIMIT ?"""
-_DUE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
-    first_index, entry_count, content_type, payload, meta, state, attempts, last_error FROM outbox
+# Due rows are picked by id first (the index alone), then read whole one by one: a poll that
+# finds the rows under way again must not read their megabytes of payload again.
+_DUE_IDS: Final = """SELECT delivery_id FROM outbox
     WHERE state = 'pending' AND next_attempt_at <= ? AND seq > ? ORDER BY seq LIMIT ?"""
+_ONE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error
+    FROM outbox WHERE delivery_id = ?"""
 _BY_STATE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error
     FROM outbox WHERE state = ? AND seq > ?
@@ -193,11 +197,19 @@ def _delivery(row: Sequence[Any]) -> PendingDelivery:
 
 
 def due_deliveries(
-    conn: sqlite3.Connection, now: datetime, *, after_seq: int, limit: int
+    conn: sqlite3.Connection,
+    now: datetime,
+    *,
+    after_seq: int,
+    limit: int,
+    skip: Collection[str] = (),
 ) -> list[PendingDelivery]:
-    """Pending rows whose next attempt is due, in the order they were written."""
-    params = (to_micros(now), after_seq, limit)
-    return [_delivery(row) for row in conn.execute(_DUE, params)]
+    """Pending rows whose next attempt is due, in the order they were written, but for the
+    ids in `skip` (those already under way)."""
+    params = (to_micros(now), after_seq, limit + len(skip))
+    ids = [row[0] for row in conn.execute(_DUE_IDS, params) if row[0] not in skip][:limit]
+    rows = (conn.execute(_ONE, (delivery_id,)).fetchone() for delivery_id in ids)
+    return [_delivery(row) for row in rows if row is not None]
 
 
 def deliveries_in_state(
