@@ -19,14 +19,12 @@ provider call and one `Ledger.append` (group-committed).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import structlog
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from gateway.adapters import InvalidOrderField, ProviderResponseError
 from gateway.adapters.fraud_check import (
@@ -37,10 +35,9 @@ from gateway.adapters.fraud_check import (
     order_fields,
     score_path,
 )
-from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import FRAUD_PURPOSE, FraudDecision
 from gateway.contracts import PartnerContract, Purpose
-from gateway.delivery.breaker import CircuitBreaker
+from gateway.delivery.breaker import BreakerState, CircuitBreaker
 from gateway.delivery.transport import Transport, TransportError, is_retryable_status
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.ledger.entries import Outcome, provision_entry, receipt_entry, to_record
@@ -49,7 +46,7 @@ from gateway.models import PartnerKind, SubjectState
 from gateway.policy import Decision, ProvisionItem, decide
 from gateway.storage import Store
 
-__all__ = ["FraudCheckAnswer", "FraudCheckBody", "FraudChecks", "FraudOrder"]
+__all__ = ["FALLBACK_REASONS", "FraudChecks"]
 
 log = structlog.get_logger("gateway.fraud")
 
@@ -57,7 +54,6 @@ ATTEMPTS: Final = 2  # the first call and at most one retry, both inside the tim
 MIN_ATTEMPT_S: Final = 0.01  # a retry with less time left than this cannot get an answer
 RECEIPT_ITEMS: Final = ("decision", "score", "reasons", "provider_ref")
 OBTAINED_BY: Final = "fraud_check"
-EXTRA_NAME: Final = r"^[A-Za-z][A-Za-z0-9_]{0,62}$"
 # Why a check answered the fallback instead of the provider's verdict. Fixed sentences: a
 # message never carries a value from the request or the provider's answer.
 FALLBACK_REASONS: Final = {
@@ -67,62 +63,6 @@ FALLBACK_REASONS: Final = {
     "provider_error": "The provider answered with an error status.",
     "provider_answer_invalid": "The provider's answer was not a usable verdict.",
 }
-
-
-def _number(value: object) -> object:
-    # JSON true/false and numeric strings are not amounts (pydantic would coerce them).
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("must be a JSON number")
-    return value
-
-
-class FraudOrder(BaseModel):
-    """The order to check. Fields the contract does not list are accepted, dropped (never
-    sent) and named in the answer's `fields_dropped` (requirements rule 13)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    order_id: str = Field(min_length=1, max_length=128)
-    amount: Annotated[int | float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. JPY")
-    card_bin: str | None = Field(default=None, pattern=r"^[0-9]{6,8}$")
-    ip_address: str | None = Field(default=None, max_length=45)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=64)
-    shipping_postal_code: str | None = Field(default=None, max_length=16)
-
-    @model_validator(mode="after")
-    def _plain_names(self) -> FraudOrder:
-        # An unknown field's name is recorded in the log (fields_dropped): it must be a name,
-        # never something that could be a person's value (an email used as a key).
-        if any(re.fullmatch(EXTRA_NAME, k) is None for k in self.__pydantic_extra__ or {}):
-            raise ValueError("other field names must be letters, digits and _ (max 63)")
-        return self
-
-
-class FraudCheckBody(BaseModel):
-    """`POST /v1/fraud-checks`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    partner: str = Field(min_length=1, max_length=63)
-    subject_id: str = Field(pattern=f"^{SUBJECT_ID_PATTERN.pattern}$")
-    order: FraudOrder
-
-
-class FraudCheckAnswer(BaseModel):
-    """The answer's shape, for the API description (the hot path builds a plain dict)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    check_id: str = Field(description="ours; the provider's Idempotency-Key")
-    transfer_id: str = Field(description="the log's transfer id (= check_id)")
-    decision: FraudDecision
-    score: float | None = Field(description="0..1; null for a fallback")
-    reasons: list[str] = Field(description="the provider's codes, or why this is a fallback")
-    provider_ref: str | None = Field(description="the provider's reference; null for a fallback")
-    fallback: bool = Field(description="true: the contract's fallback, not the provider's verdict")
-    fields_dropped: list[str] = Field(description="order fields not sent (not in the contract)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,21 +174,22 @@ class FraudChecks:
             ),
         )
 
-    async def check(self, body: FraudCheckBody, *, started: float) -> dict[str, Any]:
-        """Check one order; the answer as sent to the caller. `started` is the monotonic time
-        the request arrived: the provider's time budget counts from it.
+    async def check(
+        self, partner: str, subject_id: str, order: Mapping[str, object], *, started: float
+    ) -> dict[str, Any]:
+        """Check one order (its non-empty fields); the answer as sent to the caller.
+        `started` is the monotonic time the request arrived: the budget counts from it.
 
         Raises NotFound / ValidationFailed (partner, or an order field that cannot be sent as
         the contract says), StorageError (the store or the log failed: nothing is answered
         that the log does not hold).
         """
-        route = self.route(body.partner)
-        order = {k: v for k, v in body.order if v is not None and v != ""}
+        route = self.route(partner)
         sent = self._transform(route, order)
-        states = await self._store.subject_states([body.subject_id])
-        state = states.get(body.subject_id) or SubjectState(subject_id=body.subject_id)
+        states = await self._store.subject_states([subject_id])
+        state = states.get(subject_id) or SubjectState(subject_id=subject_id)
         now = self._clock()
-        item = route.item.model_copy(update={"subject_id": body.subject_id, "fields": tuple(order)})
+        item = route.item.model_copy(update={"subject_id": subject_id, "fields": tuple(order)})
         decision = decide(item, route.contract, state, now)
         check_id = self._new_id()
         if not decision.allowed:  # nothing leaves; the denial is recorded (Art. 29, rule 7)
@@ -282,20 +223,23 @@ class FraudChecks:
         return sent
 
     async def _call(self, route: _Route, check_id: str, body: bytes, *, deadline: float) -> _Call:
-        """Ask the provider, unless its circuit is open; every check's result goes to the
-        partner's breaker (a cancelled call counts as a failure, so a half-open trial is
-        never left hanging)."""
+        """Ask the provider, unless its circuit is open or the budget is already spent. The
+        check's result goes to the partner's breaker, once per check (not per attempt); a
+        check that never reached the provider says nothing about it, except that a half-open
+        trial it held is given back (as a failure, so the circuit stays open)."""
+        if deadline - self._monotonic() < MIN_ATTEMPT_S:
+            return _Call(None, "provider_timeout", sent=False)
         if not route.breaker.allow():
             return _Call(None, "circuit_open", sent=False)
         headers = {**route.headers, "Idempotency-Key": check_id}
         try:
             call = await self._attempts(route, body, headers, deadline)
-        except BaseException:
+        except BaseException:  # cancelled: no success, and never a trial left hanging
             route.breaker.failure()
             raise
         if call.verdict is not None:
             route.breaker.success()
-        else:
+        elif call.sent or route.breaker.state is not BreakerState.CLOSED:
             route.breaker.failure()
         return call
 

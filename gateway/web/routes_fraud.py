@@ -7,22 +7,84 @@ so a bulk upload never queues a checkout behind it.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Annotated, Final
 
 import aiohttp
 from aiohttp import web
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from gateway.consent import SUBJECT_ID_PATTERN
+from gateway.contract_kinds import FraudDecision
 from gateway.delivery.transport import AiohttpTransport
 from gateway.models import Role
-from gateway.provisions.fraud import FraudCheckAnswer, FraudCheckBody, FraudChecks
+from gateway.provisions.fraud import FraudChecks
 from gateway.web.endpoints import Caller, Endpoint
 from gateway.web.problems import json_response, read_model
 from gateway.web.services import SERVICES
 
 FRAUD_TEAM: Final = frozenset({Role.FRAUD})
 CONNECTIONS: Final = 100  # keep-alive connections to fraud providers, all partners together
+EXTRA_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+
+
+def _number(value: object) -> object:
+    # JSON true/false and numeric strings are not amounts (pydantic would coerce them).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+class FraudOrder(BaseModel):
+    """The order to check. Fields the contract does not list are accepted, dropped (never
+    sent) and named in the answer's `fields_dropped` (requirements rule 13)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    order_id: str = Field(min_length=1, max_length=128)
+    amount: Annotated[int | float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. JPY")
+    card_bin: str | None = Field(default=None, pattern=r"^[0-9]{6,8}$")
+    ip_address: str | None = Field(default=None, max_length=45)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=64)
+    shipping_postal_code: str | None = Field(default=None, max_length=16)
+
+    @model_validator(mode="after")
+    def _plain_names(self) -> FraudOrder:
+        # An unknown field's name is recorded in the log (fields_dropped): it must be a name,
+        # never something that could be a person's value (an email used as a key).
+        if any(EXTRA_NAME.fullmatch(k) is None for k in self.__pydantic_extra__ or {}):
+            raise ValueError("other field names must be letters, digits and _ (max 63)")
+        return self
+
+
+class FraudCheckBody(BaseModel):
+    """`POST /v1/fraud-checks`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partner: str = Field(min_length=1, max_length=63)
+    subject_id: str = Field(pattern=f"^{SUBJECT_ID_PATTERN.pattern}$")
+    order: FraudOrder
+
+
+class FraudCheckAnswer(BaseModel):
+    """The answer's shape, for the API description (the hot path builds a plain dict)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check_id: str = Field(description="ours; the provider's Idempotency-Key")
+    transfer_id: str = Field(description="the log's transfer id (= check_id)")
+    decision: FraudDecision
+    score: float | None = Field(description="0..1; null for a fallback")
+    reasons: list[str] = Field(description="the provider's codes, or why this is a fallback")
+    provider_ref: str | None = Field(description="the provider's reference; null for a fallback")
+    fallback: bool = Field(description="true: the contract's fallback, not the provider's verdict")
+    fields_dropped: list[str] = Field(description="order fields not sent (not in the contract)")
+
 
 FRAUD_CHECKS: web.AppKey[FraudChecks] = web.AppKey("fraud_checks", FraudChecks)
 
@@ -56,7 +118,9 @@ async def fraud_running(app: web.Application) -> AsyncIterator[None]:
 async def post_fraud_check(request: web.Request, caller: Caller) -> web.StreamResponse:
     started = time.monotonic()  # the provider's budget counts from here
     body = await read_model(request, FraudCheckBody)
-    answer = await request.app[FRAUD_CHECKS].check(body, started=started)
+    order = {k: v for k, v in body.order if v is not None and v != ""}  # null, "": absent
+    checks = request.app[FRAUD_CHECKS]
+    answer = await checks.check(body.partner, body.subject_id, order, started=started)
     return json_response(answer)
 
 
