@@ -10,7 +10,8 @@ Tables behind it (both backends; layout and codecs in gateway/storage/ledger_lay
                         purpose; never updated; a row may be deleted only after its
                         retain_until (retention purge: the content goes, the leaf hashes stay)
     ledger_subjects     subject_id, idx                   who each entry is about; never
-                        updated; a row is deleted only once its entry's chunk is gone
+                        updated; a row is deleted only once its entry's chunk is gone (SQLite
+                        stages the newest rows in ledger_subjects_recent, by idx)
     ledger_nodes        level, idx, hash                  append-only: complete aligned
                         subtrees of level >= 4 (lower ones are computed from the leaf hashes)
     ledger_checkpoints  size, root, note, created_at      append-only: signed checkpoints

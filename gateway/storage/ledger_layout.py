@@ -132,10 +132,10 @@ def decode(first: int, count: int, codec: str, data: bytes) -> list[bytes]:
     return leaves
 
 
-def chunks(records: Sequence[LeafRecord]) -> list[Chunk]:
-    """Split one append's records into runs sharing (transfer_id, partner_id, purpose), at
-    most CHUNK_MAX each, and encode them. Raises ValueError for a naive time."""
-    out: list[Chunk] = []
+def runs(records: Sequence[LeafRecord]) -> list[tuple[int, int]]:
+    """The [start, end) offsets of one append's runs of records sharing (transfer_id,
+    partner_id, purpose), at most CHUNK_MAX each: its chunks."""
+    spans = []
     total = len(records)
     start = 0
     while start < total:
@@ -148,25 +148,34 @@ def chunks(records: Sequence[LeafRecord]) -> list[Chunk]:
             if r.transfer_id != tid or r.partner_id != pid or r.purpose != purpose:
                 break
             end += 1
-        run = records[start:end]
-        times = [r.time for r in run]
-        if any(t.utcoffset() is None for t in times):
-            raise ValueError("naive datetime: the store keeps timezone-aware instants")
-        out.append(
-            Chunk(
-                offset=start,
-                count=end - start,
-                transfer_id=tid,
-                partner_id=pid,
-                purpose=purpose,
-                time_min=min(times),
-                time_max=max(times),
-                retain_until=max(r.retain_until for r in run),
-                data=encode([r.leaf for r in run]),
-            )
-        )
+        spans.append((start, end))
         start = end
-    return out
+    return spans
+
+
+def chunk(records: Sequence[LeafRecord], start: int, end: int) -> Chunk:
+    """The chunk of the run records[start:end], encoded. Raises ValueError for a naive time."""
+    run = records[start:end]
+    times = [r.time for r in run]
+    if any(t.utcoffset() is None for t in times):
+        raise ValueError("naive datetime: the store keeps timezone-aware instants")
+    head = run[0]
+    return Chunk(
+        offset=start,
+        count=end - start,
+        transfer_id=head.transfer_id,
+        partner_id=head.partner_id,
+        purpose=head.purpose,
+        time_min=min(times),
+        time_max=max(times),
+        retain_until=max(r.retain_until for r in run),
+        data=encode([r.leaf for r in run]),
+    )
+
+
+def chunks(records: Sequence[LeafRecord]) -> list[Chunk]:
+    """Every chunk of one append, encoded. Raises ValueError for a naive time."""
+    return [chunk(records, start, end) for start, end in runs(records)]
 
 
 # filters

@@ -15,7 +15,9 @@ UTC, PostgreSQL as timestamptz; partners lists are JSON arrays, NULL meaning eve
                       the transfer log: see gateway/ledger/store.py (SQLite: chunks' times in
                       microseconds, retain_until an ISO date text; PostgreSQL: timestamptz and
                       date). Migration 2 made it with ledger_entries; migration 4
-                      (gateway/storage/ledger_schema_v4.py) moved that into chunks.
+                      (gateway/storage/ledger_schema_v4.py) moved that into chunks; migration 6
+                      (ledger_schema_v6.py) stages SQLite's new subject index rows in
+                      ledger_subjects_recent.
     outbox            deliveries to make (gateway/storage/outbox_schema.py)
 """
 
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.storage.ledger_schema_v4 import POSTGRES_V4, SQLITE_V4
+from gateway.storage.ledger_schema_v6 import POSTGRES_V6, SQLITE_V6
 from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
 from gateway.storage.summaries_schema import POSTGRES_SUMMARIES, SQLITE_SUMMARIES
 
@@ -158,6 +161,7 @@ _POSTGRES_LEDGER: tuple[str, ...] = (
 )
 
 _V4_NAME = "transfer log: chunked content, subject index, nodes from level 4"
+_V6_NAME = "transfer log: subject index rows staged in append order (SQLite)"
 
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -205,6 +209,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "delivery outbox, provision jobs", SQLITE_OUTBOX),
     Migration(4, _V4_NAME, SQLITE_V4),
     Migration(5, "attribute-estimation summaries", SQLITE_SUMMARIES),
+    Migration(6, _V6_NAME, SQLITE_V6),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -261,6 +266,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "delivery outbox, provision jobs", POSTGRES_OUTBOX),
     Migration(4, _V4_NAME, POSTGRES_V4),
     Migration(5, "attribute-estimation summaries", POSTGRES_SUMMARIES),
+    Migration(6, _V6_NAME, POSTGRES_V6),
 )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,9 +32,10 @@ from gateway.storage.ledger_layout import (
     ZLIB,
     EntryTest,
     assemble_nodes,
-    chunks,
+    chunk,
     decode,
     leaf_span,
+    runs,
     stored_nodes,
 )
 from gateway.storage.sqlite_outbox import insert_outbox
@@ -43,10 +45,24 @@ from gateway.storage.sqlite_time import from_micros, to_micros
 _SIZE: Final = "SELECT max(idx) FROM ledger_leaves"  # the rowid's b-tree: O(log n)
 _LEAF_RANGE: Final = "SELECT idx, leaf_hash FROM ledger_leaves WHERE idx >= ? AND idx < ?"
 _NODE_HASH: Final = "SELECT hash FROM ledger_nodes WHERE level = ? AND idx = ?"
+# Leaf hashes go in as one concatenated blob and staged subject ids as one JSON array: SQLite
+# loops in C, at half the cost of executemany's binding a row at a time.
 _INSERT_LEAF: Final = "INSERT INTO ledger_leaves (idx, leaf_hash) VALUES (?, ?)"
+_INSERT_LEAVES: Final = """WITH RECURSIVE i (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM i
+        WHERE n + 1 < ?3)
+    INSERT INTO ledger_leaves (idx, leaf_hash) SELECT ?1 + n, substr(?2, n * 32 + 1, 32) FROM i"""
 _INSERT_CHUNK: Final = """INSERT INTO ledger_chunks (first_idx, count, transfer_id, partner_id,
     purpose, time_min, time_max, retain_until, codec, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_INSERT_SUBJECT: Final = "INSERT INTO ledger_subjects (subject_id, idx) VALUES (?, ?)"
+# Subject index rows are staged in append order and merged in key order every _MERGE_EVERY
+# entries (migration 6, gateway/storage/ledger_schema_v6.py): random inserts into
+# ledger_subjects wrote a 4 KiB WAL page per entry; a merge writes each touched page once.
+_MERGE_EVERY: Final = 16_384
+_STAGE_SUBJECTS: Final = """INSERT INTO ledger_subjects_recent (idx, subject_id)
+    SELECT ?1 + key, value FROM json_each(?2)"""
+_STAGE_SUBJECT: Final = "INSERT INTO ledger_subjects_recent (idx, subject_id) VALUES (?, ?)"
+_MERGE_SUBJECTS: Final = """INSERT INTO ledger_subjects (subject_id, idx)
+    SELECT subject_id, idx FROM ledger_subjects_recent ORDER BY subject_id, idx"""
+_CLEAR_STAGED: Final = "DELETE FROM ledger_subjects_recent"
 _INSERT_NODE: Final = "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"
 # The chunks holding any of [start, end): a chunk holds at most CHUNK_MAX records, so the
 # one holding `start` begins after start - CHUNK_MAX (a bounded primary-key range).
@@ -64,15 +80,17 @@ _TRANSFER_HASHES: Final = """SELECT l.idx, l.leaf_hash FROM ledger_chunks AS c
     WHERE c.transfer_id = ?"""
 _HASHES: Final = """SELECT idx, leaf_hash FROM ledger_leaves
     WHERE idx IN (SELECT value FROM json_each(?))"""
-# find: a person's entries through ledger_subjects, each with the chunk holding it; or the
-# chunks after a cursor. Either is then narrowed by the chunk conditions below.
+# find: a person's entries through the subject index (merged rows, then staged ones: every
+# merged idx is below every staged one), each with the chunk holding it; or the chunks after a
+# cursor. Either is then narrowed by the chunk conditions below.
 _BY_SUBJECT: Final = """SELECT s.idx, c.first_idx, c.count, c.codec, c.data, c.time_min,
         c.time_max, l.leaf_hash
-    FROM ledger_subjects AS s
+    FROM {} AS s
     JOIN ledger_chunks AS c ON c.first_idx = (SELECT first_idx FROM ledger_chunks
         WHERE first_idx <= s.idx ORDER BY first_idx DESC LIMIT 1)
     JOIN ledger_leaves AS l ON l.idx = s.idx
     WHERE s.subject_id = ? AND s.idx > ? AND c.first_idx + c.count > s.idx"""
+_SUBJECT_TABLES: Final = ("ledger_subjects", "ledger_subjects_recent")  # a staged scan: < 16,384
 _BY_CHUNK: Final = """SELECT c.first_idx, c.count, c.codec, c.data, c.time_min, c.time_max
     FROM ledger_chunks AS c WHERE c.first_idx > ? AND c.first_idx + c.count > ?"""
 # TransferFilter field -> its condition on the chunk, in a fixed order.
@@ -84,6 +102,7 @@ _CHUNK_CONDITIONS: Final = (
 )
 _EXPIRED: Final = "SELECT first_idx, count, codec, data FROM ledger_chunks WHERE retain_until < ?"
 _PURGE_CHUNKS: Final = "DELETE FROM ledger_chunks WHERE retain_until < ?"
+_PURGE_STAGED: Final = "DELETE FROM ledger_subjects_recent WHERE idx >= ? AND idx < ?"
 _PURGE_SUBJECT: Final = "DELETE FROM ledger_subjects WHERE subject_id = ? AND idx = ?"
 _PURGE_SUBJECT_RANGE: Final = "DELETE FROM ledger_subjects WHERE idx >= ? AND idx < ?"
 
@@ -137,28 +156,64 @@ def _nodes(
     return assemble_nodes(keys, stored, leaves)
 
 
-# One thread per process encodes chunks (started on first use, idle between appends).
+# One thread per process helps encode chunks (started on first use, idle between appends).
 _ENCODER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-encode")
 
 
-def _chunk_rows(records: Sequence[LeafRecord]) -> list[tuple[Any, ...]]:
-    """ledger_chunks rows, first_idx counted from the append's first record. Raises
-    ValueError for a naive time."""
-    return [
-        (
-            c.offset,
-            c.count,
-            c.transfer_id,
-            c.partner_id,
-            c.purpose,
-            to_micros(c.time_min),
-            to_micros(c.time_max),
-            c.retain_until.isoformat(),
-            ZLIB,
-            c.data,
-        )
-        for c in chunks(records)
-    ]
+class _Encoding:
+    """The chunks of one append, encoded from the first by the encoder thread while the store's
+    thread inserts everything else, then from the last by the store's thread too (zlib runs
+    without the GIL: the two share the work instead of one waiting for the other)."""
+
+    def __init__(self, records: Sequence[LeafRecord]) -> None:
+        self._records = records
+        self._spans = runs(records)
+        self._rows: list[tuple[Any, ...] | None] = [None] * len(self._spans)
+        self._lock = threading.Lock()
+        self._front, self._back = 0, len(self._spans)
+        self._error: BaseException | None = None
+        self._helped = threading.Event()
+        _ENCODER.submit(self._help)
+
+    def _take(self, *, front: bool) -> int | None:
+        with self._lock:
+            if self._front >= self._back:
+                return None
+            if front:
+                self._front += 1
+                return self._front - 1
+            self._back -= 1
+            return self._back
+
+    def _encode(self, i: int) -> None:
+        c = chunk(self._records, *self._spans[i])
+        micros = to_micros(c.time_min), to_micros(c.time_max)
+        row = (c.offset, c.count, c.transfer_id, c.partner_id, c.purpose, *micros)
+        self._rows[i] = (*row, c.retain_until.isoformat(), ZLIB, c.data)
+
+    def _help(self) -> None:
+        try:
+            while (i := self._take(front=True)) is not None:
+                self._encode(i)
+        except BaseException as exc:  # the store's thread raises it in rows()
+            self._error = exc
+        finally:
+            self._helped.set()
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """ledger_chunks rows, first_idx counted from the append's first record. Raises
+        ValueError for a naive time."""
+        try:
+            while (i := self._take(front=False)) is not None:
+                self._encode(i)
+        except BaseException:
+            with self._lock:
+                self._back = self._front  # the helper stops after its current chunk
+            raise
+        self._helped.wait()
+        if self._error is not None:
+            raise self._error
+        return [row for row in self._rows if row is not None]
 
 
 def _chunk_conditions(flt: TransferFilter) -> tuple[str, list[Any]]:
@@ -190,10 +245,9 @@ class SqliteLedger:
         hashes = [r.leaf_hash for r in records]
         if any(len(h) != HASH_SIZE for h in hashes):
             raise ValueError("leaf hashes must be 32 bytes")
-        # zlib releases the GIL: the chunks are encoded on another thread while this one
-        # takes the write lock, extends the tree and inserts the rest.
-        encoding = _ENCODER.submit(_chunk_rows, records)
+        encoding = _Encoding(records)
         subjects = [r.subject_id for r in records]
+        subjects_json = json.dumps(subjects)
         with _immediate(conn):
             first = _size(conn)
             state = self._state
@@ -202,13 +256,20 @@ class SqliteLedger:
                 state = TreeState.from_nodes(first, lambda lvl, idx: frontier[lvl, idx])
             new_state, created = state.extend(hashes)
             indexes = range(first, new_state.size)
-            conn.executemany(_INSERT_LEAF, zip(indexes, hashes, strict=True))
-            conn.executemany(_INSERT_SUBJECT, zip(subjects, indexes, strict=True))
+            if "\\u0000" in subjects_json:  # json_each would cut an id at its NUL
+                conn.executemany(_INSERT_LEAF, zip(indexes, hashes, strict=True))
+                conn.executemany(_STAGE_SUBJECT, zip(indexes, subjects, strict=True))
+            elif hashes:
+                conn.execute(_INSERT_LEAVES, (first, b"".join(hashes), len(hashes)))
+                conn.execute(_STAGE_SUBJECTS, (first, subjects_json))
             conn.executemany(_INSERT_NODE, stored_nodes(created))
-            rows = encoding.result()  # raises what encoding raised (ValueError: a naive time)
+            rows = encoding.rows()  # raises what encoding raised (ValueError: a naive time)
             conn.executemany(_INSERT_CHUNK, [(first + row[0], *row[1:]) for row in rows])
             if outbox:
                 insert_outbox(conn, outbox, first)
+            if new_state.size // _MERGE_EVERY > first // _MERGE_EVERY:
+                conn.execute(_MERGE_SUBJECTS)
+                conn.execute(_CLEAR_STAGED)
         self._state = new_state  # only after COMMIT: a failed append leaves the cache as it was
         return first
 
@@ -279,9 +340,13 @@ class SqliteLedger:
                 return 0
             conn.execute(_PURGE_CHUNKS, (day,))
             for first, count, codec, data in expired:
-                keys = _subject_keys(first, decode(first, count, codec, data))
                 before = conn.total_changes
-                conn.executemany(_PURGE_SUBJECT, keys)
+                conn.execute(_PURGE_STAGED, (first, first + count))
+                if conn.total_changes - before == count:
+                    continue  # none was merged yet
+                conn.executemany(
+                    _PURGE_SUBJECT, _subject_keys(first, decode(first, count, codec, data))
+                )
                 if conn.total_changes - before != count:  # a leaf that names no subject
                     conn.execute(_PURGE_SUBJECT_RANGE, (first, first + count))  # a full scan
         return sum(row[1] for row in expired)
@@ -312,22 +377,22 @@ def _find_by_subject(
     test = EntryTest(flt)
     found: list[StoredLeaf] = []
     decoded: dict[int, list[bytes]] = {}
-    # Rows come in subject-index order and are stepped only as far as needed.
-    cursor = conn.execute(
-        _BY_SUBJECT + conditions + " ORDER BY s.idx", (flt.subject_id, after, *params)
-    )
-    try:
-        for index, first, count, codec, data, time_min, time_max, leaf_hash in cursor:
-            leaves = decoded.get(first)
-            if leaves is None:
-                leaves = decoded[first] = decode(first, count, codec, data)
-            leaf = leaves[index - first]
-            if test.decided(from_micros(time_min), from_micros(time_max)) or test(leaf):
-                found.append(StoredLeaf(index=index, leaf_hash=leaf_hash, leaf=leaf))
-                if len(found) == limit:
-                    break
-    finally:
-        cursor.close()
+    for table in _SUBJECT_TABLES:
+        # Rows come in index order and are stepped only as far as needed.
+        sql = _BY_SUBJECT.format(table) + conditions + " ORDER BY s.idx"
+        cursor = conn.execute(sql, (flt.subject_id, after, *params))
+        try:
+            for index, first, count, codec, data, time_min, time_max, leaf_hash in cursor:
+                leaves = decoded.get(first)
+                if leaves is None:
+                    leaves = decoded[first] = decode(first, count, codec, data)
+                leaf = leaves[index - first]
+                if test.decided(from_micros(time_min), from_micros(time_max)) or test(leaf):
+                    found.append(StoredLeaf(index=index, leaf_hash=leaf_hash, leaf=leaf))
+                    if len(found) == limit:
+                        return found
+        finally:
+            cursor.close()
     return found
 
 

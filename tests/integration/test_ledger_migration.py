@@ -35,7 +35,7 @@ from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
 from tests.conftest import BACKENDS, drop_schema, new_schema_name, pg_test_url
-from tests.integration.test_ledger_store import EXPIRED, TODAY, record
+from tests.integration.test_ledger_store import EXPIRED, TODAY, record, subject_rows
 
 ORIGIN = "gateway.test/transfer-log"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -223,8 +223,8 @@ async def test_old_entries_are_found_and_purged(migrated: SqliteStore | Postgres
     assert await migrated.ledger_purge(TODAY) == OLD // 5
     leaves = await migrated.ledger_leaves(0, OLD)
     assert [x.leaf is None for x in leaves] == [n % 5 == 0 for n in range(OLD)]
-    subjects = await rows(migrated, "SELECT idx FROM ledger_subjects ORDER BY idx")
-    assert [s[0] for s in subjects] == [n for n in range(OLD) if n % 5]
+    subjects = await subject_rows(migrated)
+    assert [idx for _, idx in subjects] == [n for n in range(OLD) if n % 5]
 
 
 async def test_the_old_tables_triggers_and_function_are_gone(
@@ -235,8 +235,13 @@ async def test_the_old_tables_triggers_and_function_are_gone(
     else:
         names = await rows(
             migrated,
-            """SELECT proname FROM pg_proc WHERE proname LIKE 'ledger_entries%'
-               UNION ALL SELECT tgname FROM pg_trigger WHERE tgname LIKE 'ledger_entries%'""",
+            """SELECT p.proname FROM pg_proc AS p
+                   JOIN pg_namespace AS n ON n.oid = p.pronamespace
+                   WHERE n.nspname = current_schema() AND p.proname LIKE 'ledger_entries%'
+               UNION ALL SELECT t.tgname FROM pg_trigger AS t
+                   JOIN pg_class AS c ON c.oid = t.tgrelid
+                   JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                   WHERE n.nspname = current_schema() AND t.tgname LIKE 'ledger_entries%'""",
         )
     assert names == []
     with pytest.raises(StorageError, match="append-only"):
