@@ -15,7 +15,9 @@ Per backend, in one run (each throughput phase on an empty log):
     `provision_entry` + `to_record` give, RFC 8785 + SHA-256, for a real `decide()` decision for
     partners/google-customer-match.toml), and appending each
     transfer with `Ledger.append` (group commit, checkpoints every 10,000). Entries/s, end to
-    end; and the same with the records built before the clock starts (the log's own capacity).
+    end; and the same with the records built before the clock starts (the log's own capacity);
+    and `LedgerStore.ledger_append` alone on those records, as many a call as group commit takes
+    (`--writers` x `--per-call`), one call after the other (the store's own cost).
     `--build-processes N` builds in N processes instead of on the event loop; `--ids uuid7`
     uses time-ordered entry and transfer ids (RFC 9562) instead of the uuid4 the code uses.
 (c) one writer alone: one append of one entry at a time; p50/p99 ms until durable.
@@ -304,6 +306,10 @@ async def run_backend(
         calls = [builder.transfer(args.per_call) for _ in range(args.entries // args.per_call)]
         made = iter(calls)
         out["capacity"] = await gateway_rate(ledger, lambda: next(made), args.entries, args.writers)
+    async with fresh_ledger(backend, folder, url, "store") as (_, counted, _):
+        records = [r for call in calls for r in call]
+        out["per_append"] = args.writers * args.per_call
+        out["store"] = await store_rate(counted.inner, records, out["per_append"])
     async with fresh_ledger(backend, folder, url, "gateway") as (ledger, counted, _):
         out["e2e"] = await end_to_end(ledger, builder, args)
         out["batch"] = counted.entries / counted.transactions
@@ -311,6 +317,16 @@ async def run_backend(
         out["size"] = await counted.inner.ledger_size()
         out["proofs"] = await proof_ms(ledger, out["size"], args.proofs)
     return out
+
+
+async def store_rate(store: Store, records: Sequence[LeafRecord], per_append: int) -> float:
+    """Entries/s of `LedgerStore.ledger_append` alone: the same prebuilt records, appended
+    `per_append` at a time one after the other (the transactions group commit makes of
+    `--writers` x `--per-call`), without the service."""
+    started = time.perf_counter()
+    for offset in range(0, len(records), per_append):
+        await store.ledger_append(records[offset : offset + per_append])
+    return len(records) / (time.perf_counter() - started)
 
 
 async def end_to_end(ledger: Ledger, builder: Builder, args: argparse.Namespace) -> float:
@@ -344,6 +360,10 @@ def report(backend: str, out: dict[str, Any], target: int) -> None:
     print(
         f"      gateway, records prebuilt  {out['capacity']:>9,.0f} entries/s  "
         f"{out['capacity'] / floor:4.2f} x floor"
+    )
+    print(
+        f"      store alone, prebuilt      {out['store']:>9,.0f} entries/s  "
+        f"{out['store'] / floor:4.2f} x floor  (ledger_append, {out['per_append']:,} a call)"
     )
     print(f"  (c) lone writer, durable       {percentiles(out['lone'])}  (target 10 ms)")
     print(
