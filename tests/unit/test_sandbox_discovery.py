@@ -4,7 +4,6 @@ with a byte copy of the contract's discovery document."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -153,13 +152,8 @@ def test_every_schema_of_the_document_compiles() -> None:
         doc.validator(name)
 
 
-def test_ten_thousand_members_validate_well_under_100_ms() -> None:
+def test_ten_thousand_members_validate() -> None:
+    # How fast: bench/upload.py's floor (no timing assertions in tests).
     check = DiscoveryDocument.load(DEFAULT_DISCOVERY).validator("IngestAudienceMembersRequest")
     body = json.loads(json.dumps(example_ingest_request(10_000)))
-    timings = []
-    for _ in range(5):
-        started = time.perf_counter()
-        check(body)
-        timings.append(time.perf_counter() - started)
-    # Measured ~20 ms on a laptop core; the bound leaves room for a loaded CI machine.
-    assert min(timings) < 0.1, f"best of 5: {min(timings) * 1000:.1f} ms"
+    check(body)  # raises SchemaViolation on any fault

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Callable
 from random import Random
 from typing import Any
@@ -251,15 +250,12 @@ def test_validate_only_is_reported() -> None:
     assert verdict.validate_only
 
 
-def test_ten_thousand_members_are_checked_fast() -> None:
+def test_ten_thousand_members_the_api_limit_are_accepted() -> None:
+    # How fast: bench/upload.py's floor (no timing assertions in tests).
     raw = json.dumps(example_ingest_request(10_000)).encode()
-    started = time.perf_counter()
     verdict = check_request(raw, INGEST, ingest=True)
-    elapsed = time.perf_counter() - started
     assert isinstance(verdict, Accepted)
     assert verdict.members == 10_000
-    # JSON parsing (~40 ms) + schema (~20 ms) + rules (~25 ms) on a laptop; room for CI.
-    assert elapsed < 1.0
 
 
 # Property tests ---------------------------------------------------------------------------------
