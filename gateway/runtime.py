@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway.contracts import load_contracts
+from gateway.credentials import credentials_path, load_credentials
 from gateway.keyring import init_keyring
 from gateway.ledger.service import Ledger
 from gateway.settings import Settings
@@ -55,6 +56,10 @@ async def open_services(settings: Settings) -> Services:
         partners=sorted(contracts),
         backend="postgresql" if settings.database_url else "sqlite",
     )
+    credentials = load_credentials(credentials_path(settings.home), keyring)
+    missing = sorted({c.endpoint.credential_ref for c in contracts.values()} - set(credentials))
+    if missing:  # the sandbox needs none; a real partner refuses requests without them
+        log.warning("credentials_missing", refs=missing)
     return Services(
         settings=settings,
         store=store,
@@ -62,4 +67,5 @@ async def open_services(settings: Settings) -> Services:
         keyring=keyring,
         ledger=ledger,
         clock=utc_now,
+        credentials=credentials,
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from gateway.cli import (
     clients,
+    credentials,
     demo,
     hash,
     keys,
@@ -23,7 +24,19 @@ from gateway.cli import (
 )
 from gateway.errors import ConfigError
 
-COMMAND_MODULES = (serve, clients, keys, partners, hash, ledger, sandbox, upload, outbox, demo)
+COMMAND_MODULES = (
+    serve,
+    clients,
+    keys,
+    credentials,
+    partners,
+    hash,
+    ledger,
+    sandbox,
+    upload,
+    outbox,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

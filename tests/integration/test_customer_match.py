@@ -272,3 +272,12 @@ async def test_a_withdrawal_by_bulk_import_removes_too(live: Live) -> None:
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["withdrawn"] == 1
     await removed_members(live, 1)
+
+
+async def test_the_partner_credential_is_sent_when_one_is_stored(live: Live) -> None:
+    await grant(live, "cust-9")
+    ref = live.api.services.contracts["google-customer-match"].endpoint.credential_ref
+    live.api.services.credentials[ref] = "token-for-google"  # type: ignore[index]
+    job = await upload(live, [record(9)], "k-cred")
+    await settled(live, job["job_id"])
+    assert live.sandbox.stats()["google-datamanager"]["with_authorization"] == 1
