@@ -25,6 +25,7 @@ from typing import Any
 
 from gateway.adapters import InvalidOrderField, ProviderResponseError
 from gateway.contract_kinds import FraudDecision
+from gateway.http_retry import is_retryable_status
 from gateway.identifiers import Rejected, UnknownKind, normalize_and_hash
 from gateway.models import Transform
 
@@ -40,7 +41,6 @@ _DECISIONS = {
     "decline": FraudDecision.DENY,
 }
 _REFERENCE = re.compile(r"fp_[0-9a-fA-F]{1,128}").fullmatch
-_RETRYABLE = frozenset({408, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +121,6 @@ def encode_request(check_id: str, order_sent: Mapping[str, OrderValue]) -> bytes
     """
     body = {"check_id": check_id, "order": dict(order_sent)}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def is_retryable_status(status: int) -> bool:
-    """Whether the same request may be sent again: timeout, rate limit, transient server error."""
-    return status in _RETRYABLE
 
 
 def decode_response(status: int, body: bytes) -> Verdict:

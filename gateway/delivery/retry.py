@@ -3,7 +3,7 @@
 Waits grow exponentially with random jitter (so many deliveries failing together do not
 retry in lockstep), and never undercut a partner's `Retry-After` (RFC 9110 §10.2.3). Only
 failures that may succeed later are retried: no answer at all, or a retryable status
-(gateway.delivery.transport.RETRYABLE_STATUSES); a 4xx that says the request is wrong fails
+(gateway.http_retry.RETRYABLE_STATUSES); a 4xx that says the request is wrong fails
 at once. Time and randomness are passed in (house rule 2), so tests do not wait.
 """
 

@@ -19,6 +19,7 @@ from typing import Final, Protocol
 import aiohttp
 
 from gateway.errors import GatewayError
+from gateway.http_retry import is_retryable_status
 
 __all__ = [
     "AiohttpTransport",
@@ -29,8 +30,6 @@ __all__ = [
     "retry_after_seconds",
 ]
 
-# RFC 9110: 408 Request Timeout, 429 Too Many Requests (RFC 6585), 500/502/503/504 may pass.
-RETRYABLE_STATUSES: Final = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_S: Final = 300.0  # a partner asking for longer is treated as a longer outage
 MAX_RESPONSE_BYTES: Final = 1 << 20  # a partner's answer is a status document, never bulk
 
@@ -56,10 +55,6 @@ class Transport(Protocol):
     ) -> HttpResponse:
         """POST `body`; the answer whatever its status. Raises TransportError when there is
         no answer within `limit_s` seconds."""
-
-
-def is_retryable_status(status: int) -> bool:
-    return status in RETRYABLE_STATUSES
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
