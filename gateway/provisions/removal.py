@@ -134,8 +134,7 @@ class Removals:
         self, contract: PartnerContract, subject_id: str, held: _Held, why: str
     ) -> int:
         job = await self._store.job_of_transfer(held.transfer_id)
-        rows = await self._store.deliveries_of_transfer(held.transfer_id)
-        row = next((r for r in rows if r.delivery_id == held.delivery_id), None)
+        row = await self._store.delivery(held.delivery_id)  # one request, not the whole job
         destination = contract.destinations.get(job.job.destination or "") if job else None
         member = member_from(row, held) if row is not None else None
         if destination is None or member is None:  # never silently: compliance must follow up

@@ -52,6 +52,9 @@ class DeliveryStore(Protocol):
         self, state: DeliveryState, *, after_seq: int, limit: int
     ) -> list[PendingDelivery]: ...
 
+    async def delivery(self, delivery_id: str) -> PendingDelivery | None:
+        """One outbox row by its id, whatever its state."""
+
     async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]: ...
 
     async def record_attempt(
@@ -99,6 +102,9 @@ class SqliteDeliveryMixin:
     ) -> list[PendingDelivery]:
         op = partial(lite.deliveries_in_state, state=state, after_seq=after_seq, limit=limit)
         return await self._run(op)
+
+    async def delivery(self, delivery_id: str) -> PendingDelivery | None:
+        return await self._run(partial(lite.delivery, delivery_id=delivery_id))
 
     async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]:
         return await self._run(partial(lite.deliveries_of_transfer, transfer_id=transfer_id))
@@ -155,6 +161,9 @@ class PostgresDeliveryMixin:
         self, state: DeliveryState, *, after_seq: int, limit: int
     ) -> list[PendingDelivery]:
         return await self._pg(pg.deliveries_in_state, state, after_seq=after_seq, limit=limit)
+
+    async def delivery(self, delivery_id: str) -> PendingDelivery | None:
+        return await self._pg(pg.delivery, delivery_id)
 
     async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]:
         return await self._pg(pg.deliveries_of_transfer, transfer_id)

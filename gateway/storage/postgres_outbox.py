@@ -75,6 +75,9 @@ _OF_TRANSFER: Final = """SELECT seq, delivery_id, job_id, partner_id, operation,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error
     FROM outbox WHERE transfer_id = $1
     ORDER BY seq"""
+_ONE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error
+    FROM outbox WHERE delivery_id = $1"""
 _ATTEMPTED: Final = """UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3,
     updated_at = $4 WHERE delivery_id = $5 AND state = 'pending'"""
 _REPLAY: Final = """UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1,
@@ -209,6 +212,11 @@ async def deliveries_in_state(
     pool: Pool, state: DeliveryState, *, after_seq: int, limit: int
 ) -> list[PendingDelivery]:
     return [_delivery(r) for r in await pool.fetch(_BY_STATE, state.value, after_seq, limit)]
+
+
+async def delivery(pool: Pool, delivery_id: str) -> PendingDelivery | None:
+    row = await pool.fetchrow(_ONE, delivery_id)
+    return None if row is None else _delivery(row)
 
 
 async def deliveries_of_transfer(pool: Pool, transfer_id: str) -> list[PendingDelivery]:

@@ -218,6 +218,11 @@ def deliveries_in_state(
     return [_delivery(r) for r in conn.execute(_BY_STATE, (state.value, after_seq, limit))]
 
 
+def delivery(conn: sqlite3.Connection, delivery_id: str) -> PendingDelivery | None:
+    row = conn.execute(_ONE, (delivery_id,)).fetchone()
+    return None if row is None else _delivery(row)
+
+
 def deliveries_of_transfer(conn: sqlite3.Connection, transfer_id: str) -> list[PendingDelivery]:
     return [_delivery(row) for row in conn.execute(_OF_TRANSFER, (transfer_id,))]
 
