@@ -38,8 +38,6 @@ from gateway.contract_kinds import ExportFormat
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import (
     DeliveryMeta,
-    JobProgress,
-    JobRejections,
     NewJob,
     OutboxRow,
     Rejection,
@@ -182,7 +180,7 @@ def _plan(
     for line, raw in lines:
         record = _checked(ctx.fmt, line, raw, plan.rejections)
         if record is None:
-            _count(plan, "invalid")
+            plan.count("invalid")
             continue
         subject = record["subject_id"]
         state = states.get(subject) or SubjectState(subject_id=subject)
@@ -191,31 +189,23 @@ def _plan(
         if isinstance(outcome, _Row):
             outcome.key = key
             rows.append(outcome)
-            _count(plan, "allowed")
+            plan.count("allowed")
         elif isinstance(outcome, Decision):
             denied.append(denied_entries.record(outcome, subject_key=key))
-            _count(plan, "denied")
+            plan.count("denied")
         else:  # allowed, but the row cannot be written in the designated encoding
             decision, reasons = outcome
             denied.append(denied_entries.record(decision, subject_key=key, reasons=reasons))
-            _count(plan, "invalid")
+            plan.count("invalid")
     if rows:
         _queue(ctx, plan, _entries(ctx, Outcome.ALLOWED, now), rows, now)
-    plan.records.extend(denied)
-    if plan.rejections:
-        plan.writes.append(JobRejections(ctx.job_id, tuple(plan.rejections)))
-    plan.writes.append(JobProgress(ctx.job_id, done, dict(plan.counts), last, now))
-    return plan
+    return plan.close(ctx.job_id, denied, done=done, last=last, now=now)
 
 
 def _entries(ctx: _Export, outcome: Outcome, now: datetime) -> TransferEntries:
     return TransferEntries(
         contract=ctx.contract, outcome=outcome, transfer_id=ctx.transfer_id, time=now
     )
-
-
-def _count(plan: ChunkPlan, name: str) -> None:
-    plan.counts[name] = plan.counts.get(name, 0) + 1
 
 
 def _queue(

@@ -97,6 +97,20 @@ class ChunkPlan:
     rejections: list[Rejection] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def close(
+        self, job_id: str, denied: Sequence[LeafRecord], *, done: int, last: bool, now: datetime
+    ) -> ChunkPlan:
+        """The denied entries after the queued ones, the rejections, the job's new resume
+        point: what every kind of chunk ends with."""
+        self.records.extend(denied)
+        if self.rejections:
+            self.writes.append(JobRejections(job_id, tuple(self.rejections)))
+        self.writes.append(JobProgress(job_id, done, dict(self.counts), last, now))
+        return self
+
 
 @dataclass
 class _Allowed:
@@ -131,7 +145,7 @@ def plan_chunk(
     for line, raw in lines:
         record = _checked(line, raw, plan.rejections)
         if record is None:
-            _count(plan, "invalid")
+            plan.count("invalid")
             continue
         subject = record["subject_id"]
         state = states.get(subject) or SubjectState(subject_id=subject)
@@ -140,26 +154,18 @@ def plan_chunk(
         if isinstance(outcome, _Allowed):
             outcome.key = key
             allowed.setdefault(_consent_flags(ctx.destination, state), []).append(outcome)
-            _count(plan, "allowed")
+            plan.count("allowed")
         elif isinstance(outcome, Decision):
             denied.append(denied_entries.record(outcome, subject_key=key))
-            _count(plan, "denied")
+            plan.count("denied")
         else:  # allowed, but no value Google can match survived normalization
             denied.append(denied_entries.record(outcome[0], subject_key=key, reasons=_UNUSABLE))
-            _count(plan, "invalid")
+            plan.count("invalid")
     for flags in sorted(allowed):
         members = allowed[flags]
         for start in range(0, len(members), MAX_MEMBERS):
             _queue(ctx, plan, entries, flags, members[start : start + MAX_MEMBERS], now)
-    plan.records.extend(denied)
-    if plan.rejections:
-        plan.writes.append(JobRejections(ctx.job_id, tuple(plan.rejections)))
-    plan.writes.append(JobProgress(ctx.job_id, done, dict(plan.counts), last, now))
-    return plan
-
-
-def _count(plan: ChunkPlan, name: str) -> None:
-    plan.counts[name] = plan.counts.get(name, 0) + 1
+    return plan.close(ctx.job_id, denied, done=done, last=last, now=now)
 
 
 def _queue(
