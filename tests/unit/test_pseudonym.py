@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import ConfigError
-from gateway.pseudonym import key_id_of, subject_key, verify_subject_key
+from gateway.pseudonym import key_id_of, subject_key, subject_keyer, verify_subject_key
 
 OLD = b"\x01" * 32
 NEW = b"\x02" * 32
@@ -87,3 +87,25 @@ def test_any_subject_round_trips(subject: str, key: bytes) -> None:
         return
     assert verify_subject_key(subject, value, {"k": key})
     assert len(value) == 2 + 64
+
+
+@given(
+    subjects=st.lists(st.text(st.characters(exclude_categories=["Cs"])), min_size=1, max_size=5),
+    key=st.binary(min_size=1, max_size=200),  # longer than a SHA-256 block (64) too
+    key_id=st.sampled_from(["k", "2026-01"]),
+)
+def test_the_keyed_states_give_hmac_sha256_for_every_key_and_subject(
+    subjects: list[str], key: bytes, key_id: str
+) -> None:
+    keyer = subject_keyer(key_id, key)
+    for subject in subjects * 2:  # the keyed states are copied, never used up
+        expected = hmac.new(key, subject.encode(), hashlib.sha256).hexdigest()
+        assert keyer(subject) == f"{key_id}:{expected}"
+        assert subject_key(subject, key_id=key_id, key=key) == f"{key_id}:{expected}"
+
+
+@pytest.mark.parametrize(("key_id", "key"), [("", OLD), ("a:b", OLD), ("k1", b"")])
+def test_a_keyer_refuses_bad_key_material_every_time(key_id: str, key: bytes) -> None:
+    for _ in range(2):  # a refusal is not cached as an answer
+        with pytest.raises(ConfigError):
+            subject_keyer(key_id, key)
