@@ -12,18 +12,23 @@ place, splits the result at the markers, and then builds each entry as segment +
 segment + ... : a handful of C-level string encodes instead of a walk of the whole entry.
 tests/unit/test_templates.py proves the bytes equal `to_record(provision_entry(...))` for
 generated decisions and values.
+
+The rest of an entry's cost is kept per entry to C calls too: the shape of the previous
+decision is recognised by comparing its shared values (identical objects compare in C), entry
+ids come from a pool of UUIDs drawn from os.urandom in bulk, and a LeafRecord's slots are
+filled through their descriptors instead of the frozen dataclass's `__init__`.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from hashlib import sha256
 from json.encoder import encode_basestring
-from operator import itemgetter
-from os import urandom
+from operator import attrgetter, itemgetter
 from typing import Any, Final, TypeAlias
 
 from gateway.contracts import PartnerContract
@@ -38,36 +43,187 @@ from gateway.ledger.entries import (
 from gateway.ledger.store import LeafRecord
 from gateway.policy import Decision
 
-__all__ = ["OutcomeEntries", "TransferEntries", "random_uuid"]
+__all__ = ["EntryShape", "OutcomeEntries", "TransferEntries", "random_uuid"]
 
-_LEAF_PREFIX: Final = b"\x00"  # RFC 9162 §2.1.1: a leaf hash is SHA-256(0x00 || leaf)
+_LEAF_HASH: Final = sha256(b"\x00")  # RFC 9162 §2.1.1: a leaf hash is SHA-256(0x00 || leaf)
 _ShapeKey: TypeAlias = tuple[Any, ...]
+_Order: TypeAlias = Callable[[Sequence[str]], tuple[str, ...]]
+_string: Final = encode_basestring  # a str as a JSON string, escaped as RFC 8785 §3.2.2.2 does
+
+# What of a Decision an entry shares with every other person's entry of the same shape; the
+# subject id and the evidence values vary (the evidence's keys are part of the shape too).
+_SHARED: Final = attrgetter(
+    "purpose",
+    "allowed",
+    "legal_basis",
+    "cross_border_basis",
+    "data_category",
+    "reasons",
+    "rule_ids",
+    "fields_sent",
+    "fields_dropped",
+)
+
+# --- entry ids --------------------------------------------------------------------------------
+
+_UUID_BATCH: Final = 256  # ids drawn per os.urandom call
 
 
-@dataclass(frozen=True, slots=True)
-class _Template:
-    text: str  # the shape's canonical JSON, `%` doubled, `%s` where each value goes
-    order: Callable[[Sequence[str]], tuple[str, ...]]  # `record`'s values in text order
-    evidence_keys: tuple[str, ...]
-    legal_basis: str
-    outcome: str
+def _repeated(hex_mask: str, parts: int) -> int:
+    return int.from_bytes(bytes.fromhex(hex_mask) * parts)
+
+
+# RFC 9562 §5.4: the version (0b0100) is the top nibble of octets 6-7, the variant (0b10) the
+# top two bits of octets 8-9; the other 122 bits are random.
+_VERSION_KEEP: Final = _repeated("0fff", _UUID_BATCH)
+_VERSION_SET: Final = _repeated("4000", _UUID_BATCH)
+_VARIANT_KEEP: Final = _repeated("3fff", _UUID_BATCH)
+_VARIANT_SET: Final = _repeated("8000", _UUID_BATCH)
+_uuids: list[str] = []  # formatted, not handed out yet; list.pop is atomic under the GIL
+# A forked child must not hand out the ids its parent will (the random module does the same).
+os.register_at_fork(after_in_child=_uuids.clear)
 
 
 def random_uuid() -> str:
-    """A random (version 4) UUID, RFC 9562 §5.4: the stdlib's uuid4() costs three times as much
-    (a UUID object per call), which shows when a million entries are built."""
-    raw = bytearray(urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40  # version 4
-    raw[8] = raw[8] & 0x3F | 0x80  # variant 10
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """A random (version 4) UUID, RFC 9562 §5.4, spelled as str(uuid.uuid4()) spells it.
+    Drawn from os.urandom 256 at a time: uuid4() costs several times as much (a syscall and a
+    UUID object per call), which shows when a million entries are built."""
+    try:
+        return _uuids.pop()
+    except IndexError:
+        fresh = _fresh_uuids()
+        _uuids.extend(fresh[1:])
+        return fresh[0]
+
+
+def _fresh_uuids() -> list[str]:
+    """_UUID_BATCH random UUIDs. Each of the five groups (8-4-4-4-12 hex digits) of every id
+    comes from its own slice of one os.urandom draw, cut by bytes.hex's separator: a few
+    C calls for the batch instead of slicing and formatting per id."""
+    n = _UUID_BATCH
+    raw = os.urandom(16 * n)
+    version = int.from_bytes(raw[6 * n : 8 * n]) & _VERSION_KEEP | _VERSION_SET
+    variant = int.from_bytes(raw[8 * n : 10 * n]) & _VARIANT_KEEP | _VARIANT_SET
+    groups = (
+        raw[: 4 * n].hex(" ", 4).split(),
+        raw[4 * n : 6 * n].hex(" ", 2).split(),
+        version.to_bytes(2 * n).hex(" ", 2).split(),
+        variant.to_bytes(2 * n).hex(" ", 2).split(),
+        raw[10 * n :].hex(" ", 6).split(),
+    )
+    return list(map("-".join, zip(*groups, strict=True)))
+
+
+# --- LeafRecord, built fast -------------------------------------------------------------------
+
+_RECORD_FIELDS: Final = (
+    "leaf",
+    "leaf_hash",
+    "entry_id",
+    "transfer_id",
+    "time",
+    "subject_id",
+    "partner_id",
+    "purpose",
+    "legal_basis",
+    "outcome",
+    "retain_until",
+)
+if tuple(f.name for f in fields(LeafRecord)) != _RECORD_FIELDS or LeafRecord.__slots__ != (
+    _RECORD_FIELDS
+):  # pragma: no cover - a new LeafRecord field must be set by _leaf_record too
+    raise ImportError("gateway.ledger.templates: _RECORD_FIELDS no longer match LeafRecord")
+# The slots' own descriptors: what the frozen dataclass's __init__ reaches through one
+# object.__setattr__ call per field, at a fraction of the cost.
+(
+    _set_leaf,
+    _set_leaf_hash,
+    _set_entry_id,
+    _set_transfer_id,
+    _set_time,
+    _set_subject_id,
+    _set_partner_id,
+    _set_purpose,
+    _set_legal_basis,
+    _set_outcome,
+    _set_retain_until,
+) = (LeafRecord.__dict__[name].__set__ for name in _RECORD_FIELDS)
+_new_record: Final = object.__new__
+
+
+def _leaf_record(
+    leaf: bytes,
+    leaf_hash: bytes,
+    entry_id: str,
+    transfer_id: str,
+    time: datetime,
+    subject_id: str,
+    partner_id: str,
+    purpose: str,
+    legal_basis: str,
+    outcome: str,
+    retain_until: date,
+) -> LeafRecord:
+    """`LeafRecord(...)` with these values (positional, in field order), equal to it and as
+    frozen."""
+    record: LeafRecord = _new_record(LeafRecord)
+    _set_leaf(record, leaf)
+    _set_leaf_hash(record, leaf_hash)
+    _set_entry_id(record, entry_id)
+    _set_transfer_id(record, transfer_id)
+    _set_time(record, time)
+    _set_subject_id(record, subject_id)
+    _set_partner_id(record, partner_id)
+    _set_purpose(record, purpose)
+    _set_legal_basis(record, legal_basis)
+    _set_outcome(record, outcome)
+    _set_retain_until(record, retain_until)
+    return record
+
+
+def _leaf(pieces: list[str], values: Sequence[str]) -> tuple[bytes, bytes]:
+    """The leaf of a template (`pieces`: its segments with "" where each value goes) filled
+    with `values` (canonical JSON texts, in text order), and its leaf hash. Raises
+    CanonicalizationError for a lone surrogate."""
+    filled = pieces.copy()
+    filled[1::2] = values  # ValueError unless there are exactly as many values as places
+    try:
+        leaf = "".join(filled).encode()
+    except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
+        raise CanonicalizationError("string holds a lone surrogate") from exc
+    digest = _LEAF_HASH.copy()
+    digest.update(leaf)
+    return leaf, digest.digest()
+
+
+# --- provision entries ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EntryShape:
+    """One decision shape's template in one TransferEntries: what the entries of every person
+    whose decision shares these values have in common. Get it with `TransferEntries.shape`
+    and hand it to `TransferEntries.record_shaped`; its fields are internal."""
+
+    owner: object  # the TransferEntries' token: a shape is only good for its own transfer
+    parts: tuple[Any, ...]  # _SHARED(decision)
+    reasons: tuple[tuple[tuple[str, str], ...], ...] | None  # the `reasons` override, frozen
+    evidence_keys: tuple[str, ...]  # in the order the template takes their values
+    evidence: Callable[[Mapping[str, str]], tuple[str, ...]]  # the values at evidence_keys
+    pieces: list[str]  # the canonical JSON cut at the values' places: see _leaf
+    order: _Order | None  # (id, *evidence, payload, subject id, key) to text order; None: same
+    purpose: str
+    legal_basis: str
+    outcome: str
 
 
 class TransferEntries:
     """Builds the provision entries of one transfer (one outcome, one time) as LeafRecords.
 
     Equivalent to `to_record(provision_entry(...))` for each decision, byte for byte, at a
-    fraction of the cost once a decision shape has been seen.
+    fraction of the cost once a decision shape has been seen. `record` takes any decision;
+    `shape` + `record_shaped` let a bulk caller that knows which people share a decision
+    shape skip building a Decision per person.
     """
 
     def __init__(
@@ -88,7 +244,9 @@ class TransferEntries:
         self._method = method
         self._new_id = new_id
         self._retain_until = retain_until(time, method)
-        self._templates: dict[_ShapeKey, _Template] = {}
+        self._token = object()
+        self._shapes: dict[_ShapeKey, EntryShape] = {}
+        self._last: EntryShape | None = None  # the shape `record` took last
 
     @property
     def transfer_id(self) -> str:
@@ -105,80 +263,153 @@ class TransferEntries:
     ) -> LeafRecord:
         """The entry of `decision` for its subject. Raises CanonicalizationError for a value
         with no RFC 8785 form (a lone surrogate)."""
-        frozen_reasons = None if reasons is None else tuple(tuple(r.items()) for r in reasons)
-        key = (
-            decision.purpose,
-            decision.allowed,
-            decision.legal_basis,
-            decision.cross_border_basis,
-            decision.data_category,
-            decision.reasons,
-            decision.rule_ids,
-            decision.fields_sent,
-            decision.fields_dropped,
-            tuple(decision.evidence),
-            payload_sha256 is None,
-            frozen_reasons,
-        )
-        template = self._templates.get(key)
-        if template is None:
-            template = self._templates[key] = self._template(decision, reasons, payload_sha256)
-        eid = entry_id if entry_id is not None else self._new_id()
-        values = [eid, *(decision.evidence[k] for k in template.evidence_keys)]
-        values += [decision.subject_id, subject_key]
-        if payload_sha256 is not None:
-            values.append(payload_sha256)
+        shape = self._last
+        evidence = decision.evidence
+        # The common case: the same shape as the previous decision. Its shared values are
+        # mostly the very same objects, which tuple comparison settles without calling __eq__.
+        if not (
+            reasons is None
+            and shape is not None
+            and shape.reasons is None
+            and len(evidence) == len(shape.evidence_keys)
+            and _SHARED(decision) == shape.parts
+        ):
+            shape = self._last = self.shape(decision, reasons=reasons)
         try:
-            leaf = (template.text % template.order(tuple(map(encode_basestring, values)))).encode()
-        except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
-            raise CanonicalizationError("string holds a lone surrogate") from exc
-        return LeafRecord(
-            leaf=leaf,
-            leaf_hash=sha256(_LEAF_PREFIX + leaf).digest(),
-            entry_id=eid,
-            transfer_id=self._transfer_id,
-            time=self._time,
-            subject_id=decision.subject_id,
-            partner_id=self._partner_id,
-            purpose=decision.purpose,
-            legal_basis=template.legal_basis,
-            outcome=template.outcome,
-            retain_until=self._retain_until,
+            values = shape.evidence(evidence)
+        except KeyError:  # as many evidence keys as the last shape's, but not the same ones
+            shape = self._last = self.shape(decision, reasons=reasons)
+            values = shape.evidence(evidence)
+        return self._record(
+            shape, entry_id, decision.subject_id, subject_key, values, payload_sha256
         )
 
-    def _template(
+    def shape(
+        self, decision: Decision, *, reasons: Sequence[Mapping[str, str]] | None = None
+    ) -> EntryShape:
+        """The shape of `decision`'s entries (with `reasons` in place of the decision's own,
+        when given): all of an entry but its id, the subject id and key, the evidence's
+        values and the payload hash. Built once per shape and kept."""
+        frozen_reasons = None if reasons is None else tuple(tuple(r.items()) for r in reasons)
+        parts = _SHARED(decision)
+        key = (parts, frozen_reasons, frozenset(decision.evidence))
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = self._build_shape(decision, parts, reasons, frozen_reasons)
+        return shape
+
+    def record_shaped(
+        self,
+        shape: EntryShape,
+        *,
+        subject_id: str,
+        subject_key: str,
+        evidence: Mapping[str, str],
+        payload_sha256: str | None = None,
+        entry_id: str | None = None,
+    ) -> LeafRecord:
+        """Exactly `record(decision, ...)` for a decision of this `shape` (`self.shape(...)`)
+        with this subject id and evidence, without a Decision. Raises ValueError for a shape
+        of another TransferEntries or evidence whose keys are not the shape's;
+        CanonicalizationError for a lone surrogate."""
+        if shape.owner is not self._token:
+            raise ValueError("the shape belongs to another TransferEntries")
+        if len(evidence) != len(shape.evidence_keys):
+            raise ValueError("the evidence's keys are not the shape's")
+        try:
+            values = shape.evidence(evidence)
+        except KeyError:
+            raise ValueError("the evidence's keys are not the shape's") from None
+        return self._record(shape, entry_id, subject_id, subject_key, values, payload_sha256)
+
+    def _record(
+        self,
+        shape: EntryShape,
+        entry_id: str | None,
+        subject_id: str,
+        subject_key: str,
+        evidence: tuple[str, ...],
+        payload_sha256: str | None,
+    ) -> LeafRecord:
+        eid = self._new_id() if entry_id is None else entry_id
+        values: Sequence[str] = (
+            _string(eid),
+            *map(_string, evidence),
+            "null" if payload_sha256 is None else _string(payload_sha256),
+            _string(subject_id),
+            _string(subject_key),
+        )
+        if shape.order is not None:
+            values = shape.order(values)
+        leaf, leaf_hash = _leaf(shape.pieces, values)
+        return _leaf_record(
+            leaf,
+            leaf_hash,
+            eid,
+            self._transfer_id,
+            self._time,
+            subject_id,
+            self._partner_id,
+            shape.purpose,
+            shape.legal_basis,
+            shape.outcome,
+            self._retain_until,
+        )
+
+    def _build_shape(
         self,
         decision: Decision,
+        parts: tuple[Any, ...],
         reasons: Sequence[Mapping[str, str]] | None,
-        payload_sha256: str | None,
-    ) -> _Template:
-        """Canonicalize the shape with a unique marker at each varying value, then split."""
+        frozen_reasons: tuple[tuple[tuple[str, str], ...], ...] | None,
+    ) -> EntryShape:
+        """Canonicalize the shape with a unique marker at each varying value, then cut."""
         markers = _Markers()
-        # Created in the order `record` lists the values: entry id, evidence, subject, hash.
-        entry_marker = markers.new()
-        evidence_keys = tuple(decision.evidence)
+        # Markers in the order _record lists the values, which is their order in the text
+        # when the evidence keys are in RFC 8785 order (by UTF-16 code units, §3.2.3).
+        entry_id = markers.new()
+        evidence_keys = tuple(sorted(decision.evidence, key=lambda k: k.encode("utf-16-be")))
         evidence = {k: markers.new() for k in evidence_keys}
-        shaped = decision.model_copy(update={"evidence": evidence, "subject_id": markers.new()})
+        payload = markers.new()  # a string or null: its place is in the template either way
+        subject_id = markers.new()
         entry = provision_entry(
-            decision=shaped,
+            decision=decision.model_copy(update={"evidence": evidence, "subject_id": subject_id}),
             contract=self._contract,
             outcome=self._outcome,
             transfer_id=self._transfer_id,
-            entry_id=entry_marker,
+            entry_id=entry_id,
             time=self._time,
             subject_key=markers.new(),
-            payload_sha256=None if payload_sha256 is None else markers.new(),
+            payload_sha256=payload,
             reasons=reasons,
             method=self._method,
         )
-        text, order = markers.compile(entry)
-        return _Template(
-            text=text,
-            order=order,
+        pieces, order = markers.compile(entry)
+        return EntryShape(
+            owner=self._token,
+            parts=parts,
+            reasons=frozen_reasons,
             evidence_keys=evidence_keys,
+            evidence=_getter(evidence_keys),
+            pieces=pieces,
+            order=order,
+            purpose=decision.purpose,
             legal_basis=decision.legal_basis.value,
             outcome=self._outcome.value,
         )
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, str]], tuple[str, ...]]:
+    """A function of a mapping to its values at `keys`, a tuple (KeyError for one missing)."""
+    if len(keys) > 1:
+        return itemgetter(*keys)
+    if keys:
+        key = keys[0]
+        return lambda mapping: (mapping[key],)
+    return lambda mapping: ()
+
+
+# --- outcome entries --------------------------------------------------------------------------
 
 
 class OutcomeEntries:
@@ -200,6 +431,10 @@ class OutcomeEntries:
         new_id: Callable[[], str] = random_uuid,
     ) -> None:
         markers = _Markers()
+        # Markers in the order `record` lists the values, their order in the text too.
+        entry_id = markers.new()
+        payload = markers.new()
+        refers_to = markers.new()  # an integer: written raw, not as a JSON string
         entry = outcome_entry(
             contract=contract,
             purpose=purpose,
@@ -208,16 +443,16 @@ class OutcomeEntries:
             operation=operation,
             transfer_id=transfer_id,
             delivery_id=delivery_id,
-            entry_id=markers.new(),
+            entry_id=entry_id,
             time=time,
             subject_id=markers.new(),
             subject_key=markers.new(),
-            payload_sha256=markers.new(),
+            payload_sha256=payload,
             refers_to=0,
             reasons=reasons,
         )
-        entry["refers_to"] = markers.new()  # an integer: written raw, not as a JSON string
-        self._text, self._order = markers.compile(entry)
+        entry["refers_to"] = refers_to
+        self._pieces, self._order = markers.compile(entry)
         self._new_id = new_id
         self._transfer_id = transfer_id
         self._time = time
@@ -234,35 +469,29 @@ class OutcomeEntries:
         if refers_to < 0:
             raise ValueError("refers_to must be a log index")
         eid = self._new_id()
-        sha = "null" if payload_sha256 is None else encode_basestring(payload_sha256)
-        values = (
-            encode_basestring(eid),
-            encode_basestring(subject_id),
-            encode_basestring(subject_key),
-            sha,
+        values: Sequence[str] = (
+            _string(eid),
+            "null" if payload_sha256 is None else _string(payload_sha256),
             str(refers_to),
+            _string(subject_id),
+            _string(subject_key),
         )
-        leaf = _encode(self._text % self._order(values))
-        return LeafRecord(
-            leaf=leaf,
-            leaf_hash=sha256(_LEAF_PREFIX + leaf).digest(),
-            entry_id=eid,
-            transfer_id=self._transfer_id,
-            time=self._time,
-            subject_id=subject_id,
-            partner_id=self._partner_id,
-            purpose=self._purpose,
-            legal_basis=self._legal_basis,
-            outcome=self._outcome,
-            retain_until=self._retain_until,
+        if self._order is not None:
+            values = self._order(values)
+        leaf, leaf_hash = _leaf(self._pieces, values)
+        return _leaf_record(
+            leaf,
+            leaf_hash,
+            eid,
+            self._transfer_id,
+            self._time,
+            subject_id,
+            self._partner_id,
+            self._purpose,
+            self._legal_basis,
+            self._outcome,
+            self._retain_until,
         )
-
-
-def _encode(text: str) -> bytes:
-    try:
-        return text.encode()
-    except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
-        raise CanonicalizationError("string holds a lone surrogate") from exc
 
 
 class _Markers:
@@ -276,18 +505,20 @@ class _Markers:
         self._markers.append(f"\x00slot{len(self._markers)}-{self._token}\x00")
         return self._markers[-1]
 
-    def compile(
-        self, entry: Mapping[str, Any]
-    ) -> tuple[str, Callable[[Sequence[str]], tuple[str, ...]]]:
-        """The entry's canonical JSON as a %-template in which each marker, quotes included,
-        became `%s`, and the function putting values (by marker number) into text order.
+    def compile(self, entry: Mapping[str, Any]) -> tuple[list[str], _Order | None]:
+        """The entry's canonical JSON cut at each marker, quotes included: its segments with
+        "" between each two where a value goes (see _leaf); and the function putting values
+        listed by marker number into text order, None when that is their order already.
         Values go in as canonical JSON text: a string encoded, a number or null raw."""
         text = canonicalize(dict(entry)).decode("utf-8")
         encoded = [canonicalize(m).decode("utf-8") for m in self._markers]
         segments, order = _split(text, encoded)
-        template = "%s".join(segment.replace("%", "%%") for segment in segments)
-        picker = itemgetter(*order) if len(order) > 1 else (lambda v: (v[order[0]],))
-        return template, picker
+        pieces = [segments[0]]
+        for segment in segments[1:]:
+            pieces += ["", segment]
+        if order == tuple(range(len(order))):
+            return pieces, None
+        return pieces, itemgetter(*order) if len(order) > 1 else (lambda v: (v[order[0]],))
 
 
 def _split(text: str, encoded: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
