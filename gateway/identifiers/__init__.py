@@ -9,6 +9,7 @@ pure and raises nothing on bad input: a value that cannot be normalized comes ba
     normalize("email", " DanaM@example.com")         -> Normalized("email", "danam@example.com")
     normalize_and_hash("phone", "090-1234-5678")      -> Hashed("phone", "+819012345678", "...")
     hash_many("email", values)                        -> ["<64 hex>", Rejected(...), ...]
+    Hasher(default_region="JP")("phone", "090-1234-5678")   -> "<64 hex>"
 
 `region` is the record's region (ISO 3166-1 alpha-2), used by `phone` (numbers without `+`)
 and `postal_code` (US rule); without one, `default_region`, the gateway's setting, applies.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterable
 from gateway.identifiers import phone as _phone
 from gateway.identifiers.digest import sha256 as _sha256
 from gateway.identifiers.digest import sha256_hex
-from gateway.identifiers.email import hash_emails, normalize_email
+from gateway.identifiers.email import EmailHasher, hash_emails, normalize_email
 from gateway.identifiers.regions import ISO_3166_ALPHA2, normalize_region
 from gateway.identifiers.results import Hashed, Normalized, Reason, Rejected, UnknownKind
 from gateway.identifiers.text import normalize_name, normalize_postal_code, normalize_prehashed
@@ -35,6 +36,7 @@ __all__ = [
     "PREHASHED_KINDS",
     "PROFILES",
     "Hashed",
+    "Hasher",
     "Normalized",
     "Reason",
     "Rejected",
@@ -50,6 +52,7 @@ __all__ = [
 PROFILES: frozenset[str] = frozenset({"google"})
 
 _Normalizer = Callable[[str, str], "str | Rejected"]  # (value, region) -> normalized | rejected
+Sender = Callable[[str, "str | None"], "str | Rejected"]  # (value, region) -> what is sent
 
 
 def _prehashed(kind: str) -> _Normalizer:
@@ -154,6 +157,67 @@ def hash_phones(
 ) -> list[str | Rejected]:
     """`hash_many("phone", ...)`: the SHA-256 hex of each number's E.164, or its rejection."""
     return hash_many("phone", values, region=region, default_region=default_region)
+
+
+class Hasher:
+    """`hash_many` one value at a time, for callers that take values record by record (the
+    customer-match planner): the same answer per value, and what the bulk path works out once
+    per list (an email domain's shape, the region a value is read in) kept across calls.
+
+        send = Hasher(default_region="JP").of("phone")
+        send("090-1234-5678", None)                      -> "<64 hex>"
+    """
+
+    _MAX_REGIONS = 1_000  # regions are few; bound the cache anyway
+
+    def __init__(self, *, default_region: str = "JP") -> None:
+        self._default_region = default_region
+        self._regions: dict[tuple[str, str | None], str | Rejected] = {}
+        self._senders: dict[str, Sender] = {}
+
+    def __call__(self, kind: str, value: str, region: str | None = None) -> str | Rejected:
+        """What is sent for `value` of `kind`, read in `region` (else the default region).
+
+        Raises UnknownKind for a kind outside KINDS; nothing for any value.
+        """
+        return self.of(kind)(value, region)
+
+    def of(self, kind: str) -> Sender:
+        """`self(kind, ...)` with the kind bound: (value, region) -> what is sent, or the
+        value's rejection. Raises UnknownKind."""
+        sender = self._senders.get(kind)
+        if sender is None:
+            sender = self._senders[kind] = self._bind(kind)
+        return sender
+
+    def _bind(self, kind: str) -> Sender:
+        if kind == "email":  # read the same in every region
+            email = EmailHasher()
+            return lambda value, _region: email(value)
+        normalizer, transform, uses_region = _spec(kind)
+        hashed = transform is Transform.SHA256
+        default = self._default_region
+        region_of = self._region
+
+        def send(value: str, region: str | None) -> str | Rejected:
+            where = region_of(kind, region) if uses_region else default
+            if isinstance(where, Rejected):
+                return where
+            result = normalizer(value, where)
+            if hashed and not isinstance(result, Rejected):
+                digest: str = _sha256(result.encode()).hexdigest()
+                return digest
+            return result
+
+        return send
+
+    def _region(self, kind: str, region: str | None) -> str | Rejected:
+        where = self._regions.get((kind, region))
+        if where is None:
+            where = _region_for(kind, region, self._default_region)
+            if len(self._regions) < self._MAX_REGIONS:
+                self._regions[kind, region] = where
+        return where
 
 
 def _spec(kind: str) -> tuple[_Normalizer, Transform, bool]:

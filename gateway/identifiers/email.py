@@ -125,3 +125,38 @@ def hash_emails(values: Iterable[str]) -> list[str | Rejected]:
         else:
             append(_INVALID if text else _EMPTY)
     return out
+
+
+class EmailHasher:
+    """`hash_emails` one value at a time, for callers that take values record by record: the
+    same answer per value, each domain judged once across calls. Raises nothing."""
+
+    __slots__ = ("_shapes",)
+
+    def __init__(self) -> None:
+        self._shapes: dict[str, str] = {}
+
+    def __call__(self, value: str) -> str | Rejected:
+        # hash_emails' loop body (tests hold the two to normalize_email, value by value).
+        if not value.isascii():
+            result = normalize_email(value)
+            return result if isinstance(result, Rejected) else _hex(result)
+        parts = value.split()
+        text = (parts[0] if len(parts) == 1 else "".join(parts)).lower()
+        local, _, domain = text.partition("@")
+        shape = self._shapes.get(domain)
+        if shape is None:
+            shape = _domain_shape(domain)
+            if len(self._shapes) < _MAX_DOMAINS:
+                self._shapes[domain] = shape
+        if shape is _PLAIN and local:
+            return _hex(text)
+        if shape is _GMAIL and local:
+            local = local.partition("+")[0].replace(".", "")  # as in _check
+            return _hex(f"{local}@{domain}") if local else _INVALID
+        return _INVALID if text else _EMPTY
+
+
+def _hex(text: str) -> str:
+    digest: str = _sha256(text.encode()).hexdigest()
+    return digest

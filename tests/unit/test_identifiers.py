@@ -17,6 +17,7 @@ from gateway.identifiers import (
     KINDS,
     PREHASHED_KINDS,
     Hashed,
+    Hasher,
     Normalized,
     Reason,
     Rejected,
@@ -392,6 +393,35 @@ def test_bulk_path_equals_one_by_one(kind: str, values: list[str]) -> None:
             result if isinstance(result, Rejected) else result.sha256 or result.normalized
         )
     assert hash_many(kind, values) == expected
+
+
+phone_numbers = st.sampled_from(
+    ["090-1234-5678", "09012345678", "+1 (415) 555-0100", "0012025550123", "(415) 555-0100"]
+)
+regions = st.sampled_from([None, None, "US", "jp", " GB ", "XX", ""])
+
+
+@settings(max_examples=300)
+@given(
+    default_region=st.sampled_from(["JP", "US", "XX"]),
+    calls=st.lists(
+        st.tuples(st.sampled_from(sorted(KINDS)), any_text | emails | phone_numbers, regions),
+        max_size=12,
+    ),
+)
+def test_one_value_at_a_time_equals_the_bulk_path(
+    default_region: str, calls: list[tuple[str, str, str | None]]
+) -> None:
+    hasher = Hasher(default_region=default_region)
+    for kind, value, region in calls * 2:  # the second time from its caches
+        expected = hash_many(kind, [value], region=region, default_region=default_region)
+        assert hasher(kind, value, region) == expected[0]
+        assert hasher.of(kind)(value, region) == expected[0]
+
+
+def test_a_hasher_refuses_an_unknown_kind() -> None:
+    with pytest.raises(UnknownKind):
+        Hasher()("ssn", "123")
 
 
 # The phone fast path against phonenumbers ---------------------------------------------------
