@@ -144,7 +144,24 @@ def member_bytes(m: Member) -> bytes:
 
     Raises InvalidMember, as member_json does.
     """
-    email, phone = m.email, m.phone
+    return member_bytes_of(
+        m.email, m.phone, m.given_name, m.family_name, m.region_code, m.postal_code
+    )
+
+
+def member_bytes_of(
+    email: str | None = None,
+    phone: str | None = None,
+    given_name: str | None = None,
+    family_name: str | None = None,
+    region_code: str | None = None,
+    postal_code: str | None = None,
+) -> bytes:
+    """`member_bytes` of the Member with these values, without building one (a planner has
+    the values at hand, and a frozen dataclass costs as much to build as its bytes).
+
+    Raises InvalidMember, as member_json does.
+    """
     # Hex digests and the checked region code need no JSON escaping (RFC 8259 §7).
     if email is not None:
         if _hex64(email) is None:
@@ -160,27 +177,31 @@ def member_bytes(m: Member) -> bytes:
         ids = '{"phoneNumber":"' + phone + '"}'
     else:
         ids = ""
-    given, family, region, postal = m.given_name, m.family_name, m.region_code, m.postal_code
+    given, family, region, postal = given_name, family_name, region_code, postal_code
     if given is not None and family is not None and region is not None and postal is not None:
-        # The checks of member_json, inlined: a call costs as much as a check here.
-        if _hex64(given) is None:
-            raise _not_hashed("given_name")
-        if _hex64(family) is None:
-            raise _not_hashed("family_name")
-        if region not in ISO_3166_ALPHA2:
-            _region_code(region)  # raises
-        if postal.isascii() and '"' not in postal and "\\" not in postal and postal.isprintable():
-            postal_json = '"' + postal + '"' if postal else _postal_literal(postal)
-        else:
-            postal_json = _postal_literal(postal)  # escapes, or raises
-        address = (
-            f'{{"address":{{"givenName":"{given}","familyName":"{family}",'
-            f'"regionCode":"{region}","postalCode":{postal_json}}}}}'
-        )
+        address = _address(given, family, region, postal)
         ids = ids + "," + address if ids else address
     elif not ids:
         raise _no_identifier()
     return ('{"userData":{"userIdentifiers":[' + ids + "]}}").encode()
+
+
+def _address(given: str, family: str, region: str, postal: str) -> str:
+    """An AddressInfo identifier, checked as member_json checks it. Raises InvalidMember."""
+    if _hex64(given) is None:
+        raise _not_hashed("given_name")
+    if _hex64(family) is None:
+        raise _not_hashed("family_name")
+    if region not in ISO_3166_ALPHA2:
+        _region_code(region)  # raises
+    if postal.isascii() and '"' not in postal and "\\" not in postal and postal.isprintable():
+        postal_json = '"' + postal + '"' if postal else _postal_literal(postal)
+    else:
+        postal_json = _postal_literal(postal)  # escapes, or raises
+    return (
+        f'{{"address":{{"givenName":"{given}","familyName":"{family}",'
+        f'"regionCode":"{region}","postalCode":{postal_json}}}}}'
+    )
 
 
 def payload_sha256(member_json_bytes: bytes) -> str:

@@ -28,6 +28,7 @@ from gateway.adapters.customer_match import (
     has_identifier,
     ingest_body,
     member_bytes,
+    member_bytes_of,
     member_json,
     payload_sha256,
     remove_body,
@@ -270,7 +271,7 @@ RAW_EMAIL = "dana@example.com"
     ],
 )  # fmt: skip
 def test_a_member_not_in_its_sent_form_is_refused(member: Member, field: str) -> None:
-    for build in (member_bytes, member_json):
+    for build in (member_bytes, member_json, bytes_of_values):
         with pytest.raises(InvalidMember) as raised:
             build(member)
         assert raised.value.field == field
@@ -347,6 +348,17 @@ def test_encode_ingest_is_ingest_body(batch: list[Member], consent: ConsentFlags
 @given(members)
 def test_member_bytes_is_member_json(member: Member) -> None:
     assert json.loads(member_bytes(member)) == member_json(member)
+
+
+def bytes_of_values(m: Member) -> bytes:
+    return member_bytes_of(
+        m.email, m.phone, m.given_name, m.family_name, m.region_code, m.postal_code
+    )
+
+
+@given(members)
+def test_member_bytes_of_the_values_is_member_bytes(member: Member) -> None:
+    assert bytes_of_values(member) == member_bytes(member)
 
 
 @given(members)
