@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.contracts import PartnerContract, load_contracts
 from gateway.models import ConsentAction, ConsentEvent, Discontinuance, LegalBasis, SubjectState
 from gateway.policy import ProvisionItem, decide
-from gateway.policy_cache import DecisionCache
+from gateway.policy_cache import DecisionCache, RequestDecisions
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -87,6 +89,77 @@ def test_cache_answers_exactly_as_decide(
     for item, contract, state in batch * 2:  # the second pass is all hits
         assert cache.decide(item, contract, state, now) == decide(item, contract, state, now)
     assert cache.hits >= len(batch)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(cases(), min_size=1, max_size=40), instants)
+def test_a_request_bound_once_answers_as_decide_for_everyone(
+    batch: list[tuple[ProvisionItem, PartnerContract, SubjectState]], now: datetime
+) -> None:
+    cache = DecisionCache()
+    bound: dict[tuple[object, ...], RequestDecisions] = {}
+    for item, contract, state in batch * 2:
+        request = (item.purpose, item.legal_basis, item.fields, item.rationale, item.approver)
+        decisions = bound.get((*request, contract.id))
+        if decisions is None:
+            decisions = bound[(*request, contract.id)] = cache.for_request(
+                purpose=item.purpose,
+                legal_basis=item.legal_basis,
+                fields=item.fields,
+                contract=contract,
+                now=now,
+                rationale=item.rationale,
+                approver=item.approver,
+            )
+        answer, expected = (
+            decisions.decide(item.subject_id, state),
+            decide(item, contract, state, now),
+        )
+        assert answer == expected
+        assert answer.model_fields_set == expected.model_fields_set
+        assert pickle.loads(pickle.dumps(answer)) == expected
+
+
+def test_copies_for_other_people_share_nothing_mutable() -> None:
+    contract = CONTRACTS["google-customer-match"]
+    decisions = DecisionCache().for_request(
+        purpose="ad_customer_match",
+        legal_basis=LegalBasis.CONSENT,
+        fields=("email",),
+        contract=contract,
+        now=NOW,
+    )
+    answers = []
+    for subject in ("s-1", "s-2", "s-3"):
+        grant = ConsentEvent(
+            subject_id=subject,
+            purpose="ad_customer_match",
+            action=ConsentAction.GRANT,
+            effective_at=NOW - timedelta(hours=1),
+            notice_version="pn-1",
+            channel="web",
+            foreign_disclosure_version="us-google-2025-04",
+            recorded_at=NOW,
+            recorded_by="t",
+        )
+        state = SubjectState(subject_id=subject, consents={"ad_customer_match": grant})
+        answers.append(decisions.decide(subject, state))
+    _, second, third = answers
+    assert second.evidence is not third.evidence
+    assert second.model_fields_set is not third.model_fields_set
+    assert second.model_copy(update={"subject_id": "s-3"}) == third
+    assert [a.subject_id for a in answers] == ["s-1", "s-2", "s-3"]
+
+
+def test_a_naive_now_is_refused_before_anything_is_decided() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        DecisionCache().for_request(
+            purpose="ad_customer_match",
+            legal_basis=LegalBasis.CONSENT,
+            fields=("email",),
+            contract=CONTRACTS["google-customer-match"],
+            now=NOW.replace(tzinfo=None),
+        )
 
 
 def test_same_kind_of_person_is_decided_once_with_their_own_evidence() -> None:
