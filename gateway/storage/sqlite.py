@@ -1,9 +1,12 @@
-"""The embedded default store: stdlib sqlite3 on one dedicated worker thread.
+"""The embedded default store: stdlib sqlite3 on two dedicated worker threads.
 
-Every call runs on a single-thread executor that owns the connection, so the event loop never
-blocks on disk and SQLite never sees two threads. WAL lets readers of other processes proceed
-during a write; `synchronous=FULL` makes a returned commit survive power loss. Timestamps are
-integer microseconds since the Unix epoch, UTC (exact, sortable, cheap to bind in bulk).
+Every write runs on a single-thread executor that owns the writing connection, so the event
+loop never blocks on disk and writes never contend. Reads that need no write lock (consent
+states, clients, the log's nodes, leaves and checkpoints) run on a second thread with a
+read-only connection of their own: WAL gives each read a committed snapshot while a commit is
+under way, so a fraud check's consent read or a proof never queues behind a commit's fsync.
+`synchronous=FULL` makes a returned commit survive power loss. Timestamps are integer
+microseconds since the Unix epoch, UTC (exact, sortable, cheap to bind in bulk).
 """
 
 from __future__ import annotations
@@ -157,6 +160,19 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def connect_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a file `connect` has opened (and migrated). Call it on the
+    thread that will use it. Raises sqlite3.Error."""
+    conn = sqlite3.connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 def _insert_rows(
     conn: sqlite3.Connection, rows: Iterable[ConsentRow], recorded_at: int, recorded_by: str
 ) -> None:
@@ -191,9 +207,18 @@ def _states(conn: sqlite3.Connection, ids: list[str]) -> dict[str, SubjectState]
 class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
     """The `Store` over one SQLite file. Build with `await SqliteStore.open(path)`."""
 
-    def __init__(self, *, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        *,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        reader: sqlite3.Connection,
+        reader_executor: ThreadPoolExecutor,
+    ) -> None:
         self._conn = conn
         self._executor = executor
+        self._reader = reader
+        self._reader_executor = reader_executor
         self._closed = False
         self._ledger = SqliteLedger()  # used on the worker thread only, like the connection
 
@@ -201,26 +226,43 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
     async def open(cls, path: Path) -> SqliteStore:
         """Create the folder and file if absent, apply migrations. Raises StorageError."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         try:
             conn = await _in_worker(executor, partial(connect, path))
+            try:
+                reader = await _in_worker(reader_executor, partial(connect_reader, path))
+            except BaseException:
+                await _in_worker(executor, conn.close)
+                raise
         except BaseException:
             executor.shutdown(wait=False)
+            reader_executor.shutdown(wait=False)
             raise
-        return cls(conn=conn, executor=executor)
+        return cls(conn=conn, executor=executor, reader=reader, reader_executor=reader_executor)
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """`op` on the writing connection's thread."""
         if self._closed:
             raise StorageError("the SQLite store is closed")
         return await _in_worker(self._executor, partial(op, self._conn))
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """`op` on the read-only connection's thread: it sees what was committed when it
+        began, never waits for a commit under way, and cannot write."""
+        if self._closed:
+            raise StorageError("the SQLite store is closed")
+        return await _in_worker(self._reader_executor, partial(op, self._reader))
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
+            await _in_worker(self._reader_executor, self._reader.close)
             await _in_worker(self._executor, self._conn.close)
         finally:
             self._executor.shutdown(wait=False)
+            self._reader_executor.shutdown(wait=False)
 
     async def execute_sql(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         """Run one raw statement in its own transaction (tests, maintenance). Raises
@@ -280,7 +322,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         def op(conn: sqlite3.Connection) -> list[ConsentEvent]:
             return [_event(row) for row in conn.execute(_HISTORY, (subject_id,))]
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def subject_states(self, subject_ids: Sequence[str]) -> dict[str, SubjectState]:
         """Current consents and discontinuances for each id, in two statements. Raises
@@ -288,7 +330,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         ids = list(dict.fromkeys(subject_ids))
         if not ids:
             return {}
-        return await self._run(partial(_states, ids=ids))
+        return await self._read(partial(_states, ids=ids))
 
     async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
         """Raises StorageError; ValueError for a naive datetime."""
@@ -336,7 +378,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
             row = conn.execute(_CLIENT, (client_id,)).fetchone()
             return None if row is None else _client(row)
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def list_clients(self) -> list[ClientRecord]:
         """Every client, oldest first. Raises StorageError."""
@@ -344,7 +386,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         def op(conn: sqlite3.Connection) -> list[ClientRecord]:
             return [_client(row) for row in conn.execute(_CLIENTS)]
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def revoke_client(self, client_id: str, at: datetime) -> bool:
         """False when there is no such active client. Raises StorageError."""
@@ -367,27 +409,27 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         return await self._run(partial(self._ledger.append, records=records, outbox=outbox))
 
     async def ledger_size(self) -> int:
-        return await self._run(self._ledger.size)
+        return await self._read(self._ledger.size)
 
     async def ledger_nodes(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Raises StorageError, also when one is missing."""
-        return await self._run(partial(self._ledger.nodes, keys=keys))
+        return await self._read(partial(self._ledger.nodes, keys=keys))
 
     async def ledger_leaves(self, start: int, end: int) -> list[StoredLeaf]:
-        return await self._run(partial(self._ledger.leaves, start=start, end=end))
+        return await self._read(partial(self._ledger.leaves, start=start, end=end))
 
     async def ledger_add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
         await self._run(partial(self._ledger.add_checkpoint, checkpoint=checkpoint))
 
     async def ledger_checkpoints(self, *, latest_only: bool = False) -> list[StoredCheckpoint]:
-        return await self._run(partial(self._ledger.checkpoints, latest_only=latest_only))
+        return await self._read(partial(self._ledger.checkpoints, latest_only=latest_only))
 
     async def ledger_find(self, flt: TransferFilter, *, after: int, limit: int) -> list[StoredLeaf]:
         """Raises StorageError (also for content that does not decode)."""
-        return await self._run(partial(self._ledger.find, flt=flt, after=after, limit=limit))
+        return await self._read(partial(self._ledger.find, flt=flt, after=after, limit=limit))
 
     async def ledger_transfer(self, transfer_id: str) -> list[StoredLeaf]:
-        return await self._run(partial(self._ledger.transfer, transfer_id=transfer_id))
+        return await self._read(partial(self._ledger.transfer, transfer_id=transfer_id))
 
     async def ledger_purge(self, today: date) -> int:
         """Raises StorageError (also when the database's clock finds an entry unexpired)."""

@@ -158,6 +158,10 @@ def _nodes(
 
 # One thread per process helps encode chunks (started on first use, idle between appends).
 _ENCODER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-encode")
+# An append of fewer records (a fraud check's two, a lone writer's one) is encoded by the
+# store's thread alone: handing a few microseconds of zlib to another thread and waiting for
+# it costs more than it saves, and lies on a synchronous caller's path.
+_HELP_FROM: Final = 64
 
 
 class _Encoding:
@@ -173,7 +177,10 @@ class _Encoding:
         self._front, self._back = 0, len(self._spans)
         self._error: BaseException | None = None
         self._helped = threading.Event()
-        _ENCODER.submit(self._help)
+        if len(records) >= _HELP_FROM:
+            _ENCODER.submit(self._help)
+        else:
+            self._helped.set()
 
     def _take(self, *, front: bool) -> int | None:
         with self._lock:

@@ -360,6 +360,38 @@ async def test_sqlite_work_runs_off_the_event_loop_thread(tmp_path: Path) -> Non
         await store.close()
 
 
+async def test_sqlite_reads_do_not_queue_behind_a_write_under_way(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3")
+    try:
+        await store.append_consent_events([grant("m-1", "ads", NOW)])
+        writing = asyncio.create_task(
+            store.execute_sql(  # holds the write lock and the writer's thread for a while
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                " WHERE i < 3000000) SELECT count(*) FROM n"
+            )
+        )
+        await asyncio.sleep(0.01)  # the write is under way
+        states = await store.subject_states(["m-1"])
+        client_row = await store.get_client("nobody")
+        assert not writing.done()  # answered while the write still ran: another connection
+        assert states["m-1"].consents["ads"].notice_version == "pn-1"
+        assert client_row is None
+        await writing
+    finally:
+        await store.close()
+
+
+async def test_sqlite_reads_see_what_a_finished_write_committed(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3")
+    try:
+        for n in range(20):  # each write, once awaited, is what the next read sees
+            await store.append_consent_events([grant("m-1", "ads", NOW, notice=f"pn-{n}")])
+            states = await store.subject_states(["m-1"])
+            assert states["m-1"].consents["ads"].notice_version == f"pn-{n}"
+    finally:
+        await store.close()
+
+
 # factory
 
 
