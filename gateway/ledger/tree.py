@@ -24,11 +24,13 @@ import hashlib
 import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Final, TypeAlias
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "NONE_KEPT",
     "Node",
     "NodeSource",
     "SubtreeSource",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 HASH_SIZE: Final = 32
+NONE_KEPT: Final = 64
+"""`extend(..., keep_from=NONE_KEPT)` keeps no node: no tree of < 2^64 leaves has that level."""
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()  # §2.1.1: MTH({}) = HASH()
 
 SubtreeSource: TypeAlias = Callable[[int, int], bytes]
@@ -283,11 +287,15 @@ class TreeState:
         frontier.append(h)
         return _trusted(size + 1, tuple(frontier)), created
 
-    def extend(self, leaves: Sequence[bytes]) -> tuple[TreeState, list[Node]]:
-        """Append leaf hashes; return the new state and every newly complete node.
+    def extend(
+        self, leaves: Sequence[bytes], *, keep_from: int = 0
+    ) -> tuple[TreeState, list[Node]]:
+        """Append leaf hashes; return the new state and every newly complete node of level
+        `keep_from` or higher (the default: all of them; a store keeping only higher levels,
+        or a verifier keeping none, skips building the rest).
 
-        The nodes are (level, index, hash), the leaves themselves first (level 0), then each
-        level upward, each level left to right. Raises ValueError for a hash not 32 bytes.
+        The nodes are (level, index, hash), the lowest kept level first, then each level
+        upward, each level left to right. Raises ValueError for a hash not 32 bytes.
         """
         if not _hashes_ok(*leaves):
             raise ValueError("leaf hashes must be 32 bytes")
@@ -297,7 +305,8 @@ class TreeState:
         created: list[Node] = []
         level, first, row = 0, size, list(leaves)  # row: new nodes at `level`, from `first`
         while row:
-            created.extend((level, first + i, h) for i, h in enumerate(row))
+            if level >= keep_from:
+                created.extend(zip(repeat(level), range(first, first + len(row)), row))
             if level in old:  # that root is the left sibling of row[0] (its index is even)
                 row.insert(0, old.pop(level))
                 first -= 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from gateway.ledger.checkpoint import CheckpointError, open_note
 from gateway.ledger.store import StoredCheckpoint, StoredLeaf
-from gateway.ledger.tree import TreeState, leaf_hash
+from gateway.ledger.tree import NONE_KEPT, TreeState, leaf_hash
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,11 @@ class Verifier:
             hashes.append(leaf.leaf_hash)
             self._count += 1
             if self._pending and self._count == self._pending[0].size:
-                self._tree, _ = self._tree.extend(hashes)
+                self._tree, _ = self._tree.extend(hashes, keep_from=NONE_KEPT)
                 hashes = []
                 self._settle()
         if hashes:
-            self._tree, _ = self._tree.extend(hashes)
+            self._tree, _ = self._tree.extend(hashes, keep_from=NONE_KEPT)
         return self.failure is None
 
     def finish(self) -> Report:

@@ -28,7 +28,7 @@ from typing import Final
 
 from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord, TransferFilter
-from gateway.ledger.tree import Node, root_from_leaves
+from gateway.ledger.tree import root_from_leaves
 
 NODE_MIN_LEVEL: Final = 4
 """The lowest level of ledger_nodes rows; levels 1 .. NODE_MIN_LEVEL - 1 are computed."""
@@ -43,11 +43,6 @@ _LENGTH: Final = struct.Struct(">I")
 
 
 # nodes
-
-
-def stored_nodes(created: Iterable[Node]) -> list[Node]:
-    """The nodes of `TreeState.extend` that go into ledger_nodes."""
-    return [node for node in created if node[0] >= NODE_MIN_LEVEL]
 
 
 def leaf_span(level: int, index: int) -> range:

@@ -36,7 +36,6 @@ from gateway.storage.ledger_layout import (
     chunks,
     decode,
     leaves_needed,
-    stored_nodes,
 )
 from gateway.storage.postgres_outbox import insert_outbox
 
@@ -192,7 +191,7 @@ class PostgresLedger:
                 if state.size != first:  # another process appended since: reload the frontier
                     frontier = await _nodes(conn, perfect_subtrees(0, first))
                     state = TreeState.from_nodes(first, lambda lvl, idx: frontier[lvl, idx])
-                new_state, created = state.extend(hashes)
+                new_state, created = state.extend(hashes, keep_from=NODE_MIN_LEVEL)
                 indexes = range(first, new_state.size)
                 await conn.copy_records_to_table(
                     "ledger_leaves",
@@ -204,7 +203,7 @@ class PostgresLedger:
                     records=zip(subjects, indexes, strict=True),
                     columns=_SUBJECT_COLUMNS,
                 )
-                nodes = stored_nodes(created)
+                nodes = created
                 if nodes:  # most appends complete no node of level >= 4: save the round trip
                     await conn.copy_records_to_table(
                         "ledger_nodes", records=nodes, columns=_NODE_COLUMNS

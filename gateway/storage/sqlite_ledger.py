@@ -36,7 +36,6 @@ from gateway.storage.ledger_layout import (
     decode,
     leaf_span,
     runs,
-    stored_nodes,
 )
 from gateway.storage.sqlite_outbox import insert_outbox
 from gateway.storage.sqlite_time import from_micros, to_micros
@@ -261,7 +260,7 @@ class SqliteLedger:
             if state.size != first:  # another process appended since: reload the frontier
                 frontier = _nodes(conn, perfect_subtrees(0, first))
                 state = TreeState.from_nodes(first, lambda lvl, idx: frontier[lvl, idx])
-            new_state, created = state.extend(hashes)
+            new_state, created = state.extend(hashes, keep_from=NODE_MIN_LEVEL)
             indexes = range(first, new_state.size)
             if "\\u0000" in subjects_json:  # json_each would cut an id at its NUL
                 conn.executemany(_INSERT_LEAF, zip(indexes, hashes, strict=True))
@@ -269,7 +268,7 @@ class SqliteLedger:
             elif hashes:
                 conn.execute(_INSERT_LEAVES, (first, b"".join(hashes), len(hashes)))
                 conn.execute(_STAGE_SUBJECTS, (first, subjects_json))
-            conn.executemany(_INSERT_NODE, stored_nodes(created))
+            conn.executemany(_INSERT_NODE, created)
             rows = encoding.rows()  # raises what encoding raised (ValueError: a naive time)
             conn.executemany(_INSERT_CHUNK, [(first + row[0], *row[1:]) for row in rows])
             if outbox:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.ledger.tree import (
     EMPTY_ROOT,
+    NONE_KEPT,
     Node,
     TreeState,
     consistency_proof,
@@ -423,6 +424,23 @@ def test_builder_matches_mth_and_serves_proofs(batches: list[int]) -> None:
         assert inclusion_proof(index, size, served) == inclusion_proof(index, size, reference)
     for old in range(size + 1):
         assert consistency_proof(old, size, served) == consistency_proof(old, size, reference)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=300),
+    st.integers(min_value=1, max_value=300),
+    st.integers(min_value=0, max_value=NONE_KEPT),
+)
+def test_keep_from_keeps_exactly_the_nodes_of_that_level_and_up(
+    before: int, count: int, keep_from: int
+) -> None:
+    hashes = _hashes(before + count)
+    start, _ = TreeState().extend(hashes[:before])
+    full_state, full = start.extend(hashes[before:])
+    kept_state, kept = start.extend(hashes[before:], keep_from=keep_from)
+    assert kept_state == full_state
+    assert kept == [node for node in full if node[0] >= keep_from]  # same order too
 
 
 def test_single_appends_match_every_prefix() -> None:
