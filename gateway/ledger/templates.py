@@ -13,10 +13,12 @@ segment + ... : a handful of C-level string encodes instead of a walk of the who
 tests/unit/test_templates.py proves the bytes equal `to_record(provision_entry(...))` for
 generated decisions and values.
 
-The rest of an entry's cost is kept per entry to C calls too: the shape of the previous
-decision is recognised by comparing its shared values (identical objects compare in C), entry
-ids come from a pool of UUIDs drawn from os.urandom in bulk, and a LeafRecord's slots are
-filled through their descriptors instead of the frozen dataclass's `__init__`.
+The rest of an entry's cost is kept to a few C calls too: the previous decision's template
+is recognised by comparing the decision's shared values with its own (the very same objects
+when DecisionCache made the decisions, which tuple comparison settles without calling
+__eq__), a template is filled by one slice assignment and join, entry ids come from a pool of
+UUIDs drawn from os.urandom in bulk, and LeafRecords are built without the frozen dataclass's
+`__init__` (see _LeafRecordBuilder).
 """
 
 from __future__ import annotations
@@ -129,56 +131,51 @@ _RECORD_FIELDS: Final = (
     "outcome",
     "retain_until",
 )
-if tuple(f.name for f in fields(LeafRecord)) != _RECORD_FIELDS or LeafRecord.__slots__ != (
-    _RECORD_FIELDS
-):  # pragma: no cover - a new LeafRecord field must be set by _leaf_record too
-    raise ImportError("gateway.ledger.templates: _RECORD_FIELDS no longer match LeafRecord")
-# The slots' own descriptors: what the frozen dataclass's __init__ reaches through one
-# object.__setattr__ call per field, at a fraction of the cost.
-(
-    _set_leaf,
-    _set_leaf_hash,
-    _set_entry_id,
-    _set_transfer_id,
-    _set_time,
-    _set_subject_id,
-    _set_partner_id,
-    _set_purpose,
-    _set_legal_basis,
-    _set_outcome,
-    _set_retain_until,
-) = (LeafRecord.__dict__[name].__set__ for name in _RECORD_FIELDS)
-_new_record: Final = object.__new__
+_fields_now = (tuple(f.name for f in fields(LeafRecord)), LeafRecord.__slots__)
+if _fields_now != (_RECORD_FIELDS, _RECORD_FIELDS):  # pragma: no cover
+    raise ImportError("LeafRecord's fields changed: _LeafRecordBuilder must set them all")
 
 
-def _leaf_record(
-    leaf: bytes,
-    leaf_hash: bytes,
-    entry_id: str,
-    transfer_id: str,
-    time: datetime,
-    subject_id: str,
-    partner_id: str,
-    purpose: str,
-    legal_basis: str,
-    outcome: str,
-    retain_until: date,
-) -> LeafRecord:
-    """`LeafRecord(...)` with these values (positional, in field order), equal to it and as
-    frozen."""
-    record: LeafRecord = _new_record(LeafRecord)
-    _set_leaf(record, leaf)
-    _set_leaf_hash(record, leaf_hash)
-    _set_entry_id(record, entry_id)
-    _set_transfer_id(record, transfer_id)
-    _set_time(record, time)
-    _set_subject_id(record, subject_id)
-    _set_partner_id(record, partner_id)
-    _set_purpose(record, purpose)
-    _set_legal_basis(record, legal_basis)
-    _set_outcome(record, outcome)
-    _set_retain_until(record, retain_until)
-    return record
+class _LeafRecordBuilder:
+    """Builds a LeafRecord at a third of the cost of its frozen dataclass __init__ (one
+    object.__setattr__ call per field): this class has LeafRecord's very slots and no
+    __setattr__ of its own, so its __init__ fills them with plain (specialized) attribute
+    stores; then the instance becomes a LeafRecord, which Python allows between classes of
+    the same layout. What comes out is a LeafRecord like any other: equal to the one its
+    constructor makes with these values, as frozen, hashed and compared the same."""
+
+    __slots__ = _RECORD_FIELDS
+
+    def __init__(
+        self,
+        leaf: bytes,
+        leaf_hash: bytes,
+        entry_id: str,
+        transfer_id: str,
+        time: datetime,
+        subject_id: str,
+        partner_id: str,
+        purpose: str,
+        legal_basis: str,
+        outcome: str,
+        retain_until: date,
+    ) -> None:
+        self.leaf = leaf
+        self.leaf_hash = leaf_hash
+        self.entry_id = entry_id
+        self.transfer_id = transfer_id
+        self.time = time
+        self.subject_id = subject_id
+        self.partner_id = partner_id
+        self.purpose = purpose
+        self.legal_basis = legal_basis
+        self.outcome = outcome
+        self.retain_until = retain_until
+        self.__class__ = LeafRecord  # type: ignore[assignment]
+
+
+# `LeafRecord(...)` with these values, positional in field order.
+_leaf_record: Final[Callable[..., LeafRecord]] = _LeafRecordBuilder  # type: ignore[assignment]
 
 
 def _leaf(pieces: list[str], values: Sequence[str]) -> tuple[bytes, bytes]:
@@ -341,10 +338,17 @@ class TransferEntries:
         )
         if shape.order is not None:
             values = shape.order(values)
-        leaf, leaf_hash = _leaf(shape.pieces, values)
+        filled = shape.pieces.copy()  # the template: see _leaf, inlined here
+        filled[1::2] = values
+        try:
+            leaf = "".join(filled).encode()
+        except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
+            raise CanonicalizationError("string holds a lone surrogate") from exc
+        leaf_hash = _LEAF_HASH.copy()
+        leaf_hash.update(leaf)
         return _leaf_record(
             leaf,
-            leaf_hash,
+            leaf_hash.digest(),
             eid,
             self._transfer_id,
             self._time,
