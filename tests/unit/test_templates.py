@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeAlias
 
 import pytest
 from hypothesis import given, settings
@@ -19,9 +23,10 @@ from gateway.ledger.entries import (
     provision_entry,
     to_record,
 )
-from gateway.ledger.templates import OutcomeEntries, TransferEntries
+from gateway.ledger.store import LeafRecord
+from gateway.ledger.templates import OutcomeEntries, TransferEntries, random_uuid
 from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
-from gateway.policy import Decision, ProvisionItem, decide
+from gateway.policy import Decision, ProvisionItem, Reason, decide
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -85,19 +90,28 @@ def test_record_equals_the_general_builder(
         d = d.model_copy(update={"evidence": {**d.evidence, first: evidence_value}})
     common = {"outcome": outcome, "transfer_id": "t-1", "time": NOW, "method": method}
     entries = TransferEntries(contract=contract(), **common)  # type: ignore[arg-type]
-    for _ in range(2):  # the second call takes the cached template
-        got = entries.record(d, subject_key=key, payload_sha256=payload, entry_id=entry_id)
-        want = to_record(
-            provision_entry(
-                decision=d,
-                contract=contract(),
-                entry_id=entry_id,
-                subject_key=key,
-                payload_sha256=payload,
-                **common,  # type: ignore[arg-type]
-            )
+    want = to_record(
+        provision_entry(
+            decision=d,
+            contract=contract(),
+            entry_id=entry_id,
+            subject_key=key,
+            payload_sha256=payload,
+            **common,  # type: ignore[arg-type]
         )
+    )
+    for _ in range(2):  # the second call takes the template of the decision before
+        got = entries.record(d, subject_key=key, payload_sha256=payload, entry_id=entry_id)
         assert got == want
+        shaped = entries.record_shaped(
+            entries.shape(d),
+            subject_id=d.subject_id,
+            subject_key=key,
+            evidence=d.evidence,
+            payload_sha256=payload,
+            entry_id=entry_id,
+        )
+        assert shaped == want
 
 
 def test_reasons_override_and_shapes_do_not_mix() -> None:
@@ -202,3 +216,266 @@ def test_outcome_entries_equal_the_general_builder(
             )
         )
         assert got == want
+
+
+FAILED = ({"code": "partner_rejected", "message": "The partner refused the batch."},)
+OTHER_FAILED = ({"code": "partner_timeout", "message": "The partner did not answer."},)
+
+
+Request: TypeAlias = tuple[tuple[str, ...], bool]  # fields, consented
+# Allowed, denied, fewer fields, a field the contract does not list.
+REQUESTS: tuple[Request, ...] = (
+    (("email", "phone"), True),
+    (("email", "phone"), False),
+    (("email",), True),
+    (("email", "shoe_size"), True),
+)
+BASES = {request: decision("base", *request) for request in REQUESTS}
+
+
+def shared_changes(base: Decision) -> dict[str, Any]:
+    """Another value for each value a decision's entries share, where `base` allows it: not
+    decisions `decide` would make, but ones TransferEntries must record as faithfully."""
+    other: dict[str, Any] = {
+        "fields_dropped": (*base.fields_dropped, "hat"),
+        "rule_ids": (*base.rule_ids, "R9"),
+        "cross_border_basis": None,
+        "data_category": None,
+        "reasons": (*base.reasons, Reason(code="extra", message="Extra.", rule="R9")),
+        "legal_basis": LegalBasis.ENTRUSTMENT,
+        "fields_sent": base.fields_sent[:1],
+    }
+    if not base.allowed:  # nothing sent: any purpose, and it may as well say allowed
+        other |= {"purpose": "another_purpose", "allowed": True}
+    return other
+
+
+@st.composite
+def tweaks(draw: st.DrawFn, base: Decision) -> dict[str, Any]:
+    """Nothing, or one of `shared_changes(base)`."""
+    other = shared_changes(base)
+    name = draw(st.sampled_from([None, None, *sorted(other)]))
+    return {} if name is None else {name: other[name]}
+
+
+@st.composite
+def people(draw: st.DrawFn) -> tuple[Decision, list[dict[str, str]] | None, str | None]:
+    """A person's decision, of one of a few shapes: a copy of a base decision (its shared
+    values the very same objects, as DecisionCache hands them out) or decided anew (equal
+    values, other objects); its evidence the base's keys with the person's values, or one key
+    renamed, dropped or added; and maybe a reasons override (a list of its own each time)."""
+    request = draw(st.sampled_from(REQUESTS))
+    subject = draw(st.from_regex(r"[a-z0-9-]{1,12}", fullmatch=True))
+    base = decision(subject, *request) if draw(st.booleans()) else BASES[request]
+    evidence = {k: draw(text) for k in base.evidence}
+    change = draw(st.sampled_from(["same", "rename", "drop", "add"]))
+    if change == "rename" and evidence:
+        evidence[draw(st.sampled_from(["channel_", "zzz", "a"]))] = evidence.pop(
+            draw(st.sampled_from(sorted(evidence)))
+        )
+    elif change == "drop" and evidence:
+        del evidence[draw(st.sampled_from(sorted(evidence)))]
+    elif change == "add":
+        evidence[draw(st.sampled_from(["extra", "obtained_at_2"]))] = draw(text)
+    d = base.model_copy(update={"subject_id": subject, "evidence": evidence, **draw(tweaks(base))})
+    reasons = draw(st.sampled_from([None, None, FAILED, OTHER_FAILED]))
+    payload = draw(st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
+    return d, None if reasons is None else [dict(r) for r in reasons], payload
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(people(), min_size=1, max_size=12))
+def test_shapes_in_any_order_do_not_mix(
+    persons: list[tuple[Decision, list[dict[str, str]] | None, str | None]],
+) -> None:
+    """One TransferEntries, decisions of several shapes in any order: each entry is the general
+    builder's, whichever template the entry before took."""
+    the_contract = contract()
+    entries = TransferEntries(
+        contract=the_contract, outcome=Outcome.DENIED, transfer_id="t", time=NOW
+    )
+    for n, (d, reasons, payload) in enumerate(persons):
+        got = entries.record(
+            d, subject_key=f"k{n}", payload_sha256=payload, reasons=reasons, entry_id=f"e{n}"
+        )
+        want = to_record(
+            provision_entry(
+                decision=d,
+                contract=the_contract,
+                outcome=Outcome.DENIED,
+                transfer_id="t",
+                entry_id=f"e{n}",
+                time=NOW,
+                subject_key=f"k{n}",
+                payload_sha256=payload,
+                reasons=reasons,
+            )
+        )
+        assert got == want
+
+
+def variants(request: Request) -> dict[str, tuple[Decision, list[dict[str, str]] | None]]:
+    """The base decision of `request` (with a reasons override, or none), and decisions that
+    differ from it in one shared value or in the keys of the evidence."""
+    base = BASES[request]
+
+    def copy(**update: Any) -> Decision:
+        return base.model_copy(update={"subject_id": "s-9", **update})
+
+    out: dict[str, tuple[Decision, list[dict[str, str]] | None]] = {
+        "same": (copy(), None),
+        "decided anew": (decision("s-9", *request), None),
+        "failed": (copy(), [dict(r) for r in FAILED]),
+        "other failed": (copy(), [dict(r) for r in OTHER_FAILED]),
+        "evidence key added": (copy(evidence={**base.evidence, "extra": "x"}), None),
+    }
+    out |= {name: (copy(**{name: value}), None) for name, value in shared_changes(base).items()}
+    if base.evidence:
+        first = min(base.evidence)
+        renamed = {("zz" if k == first else k): v for k, v in base.evidence.items()}
+        dropped = {k: v for k, v in base.evidence.items() if k != first}
+        out["evidence key renamed"] = (copy(evidence=renamed), None)
+        out["evidence key dropped"] = (copy(evidence=dropped), None)
+    return out
+
+
+@pytest.mark.parametrize("request_", REQUESTS)
+def test_each_shared_value_tells_shapes_apart(request_: Request) -> None:
+    """Every two decisions that differ in one shared value, the reasons override or the keys
+    of the evidence, recorded one after the other and back: each entry is the general
+    builder's, whichever template the entry before took."""
+    found = variants(request_)
+    the_contract = contract()
+    for first, second in itertools.permutations(found, 2):
+        entries = TransferEntries(
+            contract=the_contract, outcome=Outcome.DENIED, transfer_id="t", time=NOW
+        )
+        for name in (first, second, first):
+            d, reasons = found[name]
+            got = entries.record(d, subject_key="k", reasons=reasons, entry_id="e")
+            want = to_record(
+                provision_entry(
+                    decision=d,
+                    contract=the_contract,
+                    outcome=Outcome.DENIED,
+                    transfer_id="t",
+                    entry_id="e",
+                    time=NOW,
+                    subject_key="k",
+                    reasons=reasons,
+                )
+            )
+            assert got == want, (first, second, name)
+
+
+def test_a_decision_that_says_denied_is_not_given_an_allowed_template() -> None:
+    """Fields sent but `allowed` False: the general builder finds no transforms for them and
+    raises; so does TransferEntries after an allowed decision that is otherwise the same."""
+    allowed = BASES[REQUESTS[0]]
+    denied = allowed.model_copy(update={"allowed": False})
+    the_contract = contract()
+    entries = TransferEntries(
+        contract=the_contract, outcome=Outcome.ALLOWED, transfer_id="t", time=NOW
+    )
+    entries.record(allowed, subject_key="k")
+    common = {"outcome": Outcome.ALLOWED, "transfer_id": "t", "time": NOW, "entry_id": "e"}
+    with pytest.raises(KeyError):
+        provision_entry(decision=denied, contract=the_contract, subject_key="k", **common)  # type: ignore[arg-type]
+    with pytest.raises(KeyError):
+        entries.record(denied, subject_key="k")
+
+
+def test_record_shaped_refuses_a_shape_or_evidence_not_its_own() -> None:
+    common = {"contract": contract(), "outcome": Outcome.ALLOWED, "transfer_id": "t", "time": NOW}
+    entries = TransferEntries(**common)  # type: ignore[arg-type]
+    other = TransferEntries(**common)  # type: ignore[arg-type]
+    d = decision("s-1", ("email",), True)
+    shape = entries.shape(d)
+    assert entries.shape(d.model_copy(update={"subject_id": "s-2"})) is shape
+    with pytest.raises(ValueError, match="another TransferEntries"):
+        other.record_shaped(shape, subject_id="s", subject_key="k", evidence=d.evidence)
+    first = next(iter(d.evidence))
+    renamed = {**d.evidence, "not_" + first: "x"}
+    del renamed[first]
+    for evidence in ({}, {**d.evidence, "extra": "x"}, renamed):
+        with pytest.raises(ValueError, match="keys"):
+            entries.record_shaped(shape, subject_id="s", subject_key="k", evidence=evidence)
+
+
+def test_records_are_plain_leaf_records() -> None:
+    """Built without LeafRecord's __init__, but a LeafRecord like any other: frozen, equal
+    and hashed as the one its constructor makes, replaceable."""
+    entries = TransferEntries(
+        contract=contract(), outcome=Outcome.ALLOWED, transfer_id="t", time=NOW
+    )
+    record = entries.record(decision("s-1", ("email",), True), subject_key="k")
+    assert type(record) is LeafRecord
+    built = LeafRecord(**{f.name: getattr(record, f.name) for f in dataclasses.fields(record)})
+    assert record == built
+    assert hash(record) == hash(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.subject_id = "s-2"  # type: ignore[misc]
+    assert dataclasses.replace(record, subject_id="s-2").subject_id == "s-2"
+
+
+@pytest.mark.parametrize("where", ["evidence", "subject_id", "payload"])
+def test_lone_surrogate_anywhere_is_refused(where: str) -> None:
+    d = decision("s-1", ("email",), True)
+    entries = TransferEntries(
+        contract=contract(), outcome=Outcome.ALLOWED, transfer_id="t", time=NOW
+    )
+    entries.record(d, subject_key="k")  # the template is there: the fast path refuses too
+    if where == "evidence":
+        d = d.model_copy(update={"evidence": dict.fromkeys(d.evidence, "\udfff")})
+    if where == "subject_id":
+        d = d.model_copy(update={"subject_id": "a\ud800b"})
+    payload = "\ud800" if where == "payload" else None
+    with pytest.raises(CanonicalizationError):
+        entries.record(d, subject_key="k", payload_sha256=payload)
+
+
+def test_random_uuids_are_rfc9562_version_4_and_random() -> None:
+    ids = [random_uuid() for _ in range(4096)]  # more than one draw from os.urandom
+    assert len(set(ids)) == len(ids)
+    bits = [uuid.UUID(i) for i in ids]
+    for parsed, spelled in zip(bits, ids, strict=True):
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == spelled
+    fixed = {48, 49, 50, 51, 64, 65}  # counted from the most significant bit: 122 random bits
+    for bit in set(range(128)) - fixed:
+        ones = sum(parsed.int >> (127 - bit) & 1 for parsed in bits)
+        assert 0.4 * len(bits) < ones < 0.6 * len(bits), bit  # 12 standard deviations
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_hand_out_its_parents_uuids() -> None:
+    random_uuid()  # the parent holds a drawn, not yet handed out batch
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, " ".join(random_uuid() for _ in range(4)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {random_uuid() for _ in range(512)}  # all the batch and the next
+    assert len(child) == 4
+    assert not child & parent
+
+
+def test_outcome_entries_refuse_a_lone_surrogate() -> None:
+    entries = OutcomeEntries(
+        contract=contract(),
+        purpose=PURPOSE,
+        legal_basis="consent",
+        outcome=Outcome.DELIVERED,
+        operation="ingest",
+        transfer_id="t",
+        delivery_id="d",
+        time=NOW,
+    )
+    with pytest.raises(CanonicalizationError):
+        entries.record(subject_id="\ud800", subject_key="k", payload_sha256=None, refers_to=1)
