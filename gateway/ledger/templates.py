@@ -203,6 +203,7 @@ class EntryShape:
     and hand it to `TransferEntries.record_shaped`; its fields are internal."""
 
     owner: object  # the TransferEntries' token: a shape is only good for its own transfer
+    decision: Decision  # one decision of the shape (its subject id and evidence values unused)
     parts: tuple[Any, ...]  # _SHARED(decision)
     reasons: tuple[tuple[tuple[str, str], ...], ...] | None  # the `reasons` override, frozen
     evidence_keys: tuple[str, ...]  # in the order the template takes their values
@@ -306,18 +307,25 @@ class TransferEntries:
         entry_id: str | None = None,
     ) -> LeafRecord:
         """Exactly `record(decision, ...)` for a decision of this `shape` (`self.shape(...)`)
-        with this subject id and evidence, without a Decision. Raises ValueError for a shape
-        of another TransferEntries or evidence whose keys are not the shape's;
-        CanonicalizationError for a lone surrogate."""
+        with this subject id and evidence, without a Decision. Evidence with other keys than
+        the shape's takes the template of its own keys (built once). Raises ValueError for a
+        shape of another TransferEntries; CanonicalizationError for a lone surrogate."""
         if shape.owner is not self._token:
             raise ValueError("the shape belongs to another TransferEntries")
         if len(evidence) != len(shape.evidence_keys):
-            raise ValueError("the evidence's keys are not the shape's")
+            shape = self._with_evidence(shape, evidence)
         try:
             values = shape.evidence(evidence)
-        except KeyError:
-            raise ValueError("the evidence's keys are not the shape's") from None
+        except KeyError:  # as many keys, not the same ones
+            shape = self._with_evidence(shape, evidence)
+            values = shape.evidence(evidence)
         return self._record(shape, entry_id, subject_id, subject_key, values, payload_sha256)
+
+    def _with_evidence(self, shape: EntryShape, evidence: Mapping[str, str]) -> EntryShape:
+        """`shape` but with the keys of `evidence`."""
+        decision = shape.decision.model_copy(update={"evidence": dict(evidence)})
+        reasons = None if shape.reasons is None else [dict(r) for r in shape.reasons]
+        return self.shape(decision, reasons=reasons)
 
     def _record(
         self,
@@ -391,6 +399,7 @@ class TransferEntries:
         pieces, order = markers.compile(entry)
         return EntryShape(
             owner=self._token,
+            decision=decision,
             parts=parts,
             reasons=frozen_reasons,
             evidence_keys=evidence_keys,

@@ -385,10 +385,15 @@ def test_a_decision_that_says_denied_is_not_given_an_allowed_template() -> None:
         entries.record(denied, subject_key="k")
 
 
-def test_record_shaped_refuses_a_shape_or_evidence_not_its_own() -> None:
-    common = {"contract": contract(), "outcome": Outcome.ALLOWED, "transfer_id": "t", "time": NOW}
-    entries = TransferEntries(**common)  # type: ignore[arg-type]
-    other = TransferEntries(**common)  # type: ignore[arg-type]
+def test_record_shaped_takes_any_evidence_but_only_its_own_shapes() -> None:
+    common: dict[str, Any] = {
+        "contract": contract(),
+        "outcome": Outcome.ALLOWED,
+        "transfer_id": "t",
+        "time": NOW,
+    }
+    entries = TransferEntries(**common)
+    other = TransferEntries(**common)
     d = decision("s-1", ("email",), True)
     shape = entries.shape(d)
     assert entries.shape(d.model_copy(update={"subject_id": "s-2"})) is shape
@@ -397,9 +402,19 @@ def test_record_shaped_refuses_a_shape_or_evidence_not_its_own() -> None:
     first = next(iter(d.evidence))
     renamed = {**d.evidence, "not_" + first: "x"}
     del renamed[first]
-    for evidence in ({}, {**d.evidence, "extra": "x"}, renamed):
-        with pytest.raises(ValueError, match="keys"):
-            entries.record_shaped(shape, subject_id="s", subject_key="k", evidence=evidence)
+    for reasons in (None, [dict(r) for r in FAILED]):
+        shape = entries.shape(d, reasons=reasons)
+        for evidence in ({}, {**d.evidence, "extra": "x"}, renamed, d.evidence):
+            got = entries.record_shaped(
+                shape, subject_id="s", subject_key="k", evidence=evidence, entry_id="e"
+            )
+            person = d.model_copy(update={"subject_id": "s", "evidence": evidence})
+            want = to_record(
+                provision_entry(
+                    decision=person, subject_key="k", reasons=reasons, entry_id="e", **common
+                )
+            )
+            assert got == want
 
 
 def test_records_are_plain_leaf_records() -> None:
