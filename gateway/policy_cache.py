@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Any, Final
 
 from gateway.contracts import PartnerContract
-from gateway.models import ConsentAction, LegalBasis, SubjectState
+from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
 from gateway.policy import (
     JST,
     Decision,
@@ -41,10 +41,12 @@ from gateway.policy import (
     decide,
 )
 
-__all__ = ["DecisionCache", "RequestDecisions"]
+__all__ = ["DecisionCache", "Evidence", "RequestDecisions"]
 
 MAX_ENTRIES: Final = 4096  # kinds of people in one upload are few; bound it anyway
 _CONSENT_KEY: Final = "obtained_at"  # only consent evidence has it
+# policy._consent_evidence's keys, in its order (foreign_disclosure_version when the grant has one)
+_CONSENT_KEYS: Final = ("notice_version", "obtained_at", "channel", "foreign_disclosure_version")
 _GRANT: Final = ConsentAction.GRANT
 _Request = tuple[str, LegalBasis, tuple[str, ...], str | None, str | None, str | None]
 
@@ -133,11 +135,29 @@ class DecisionCache:
 
     def _keep(self, entries: dict[Hashable, _Entry], key: Hashable, decision: Decision) -> None:
         if self._size < MAX_ENTRIES:
-            entries[key] = (decision, decision.__getstate__())
+            entries[key] = (decision, decision.__getstate__(), _evidence_mode(decision))
             self._size += 1
 
 
-_Entry = tuple[Decision, dict[str, Any]]
+Evidence = dict[str, str]
+# How a cached decision's evidence becomes the next person's: the same (no consent evidence in
+# it), the person's consent evidence alone (nothing else in it), or the two merged.
+_OWN, _CONSENT, _MERGED = "own", "consent", "merged"
+_Entry = tuple[Decision, dict[str, Any], str]  # (decision, its pickled state, evidence mode)
+
+
+def _merged(evidence: Evidence, mode: str, grant: ConsentEvent) -> Evidence:
+    """`evidence` with `grant`'s consent evidence written over it."""
+    consent = _consent_evidence(grant)
+    # Only consent evidence (the common case): the merge would give just this, in order.
+    return consent if mode is _CONSENT else {**evidence, **consent}
+
+
+def _evidence_mode(decision: Decision) -> str:
+    evidence = decision.evidence
+    if _CONSENT_KEY not in evidence:
+        return _OWN
+    return _CONSENT if tuple(evidence) in (_CONSENT_KEYS, _CONSENT_KEYS[:3]) else _MERGED
 
 
 class RequestDecisions:
@@ -150,7 +170,9 @@ class RequestDecisions:
             raise ValueError("now must be a timezone-aware datetime")
         self._cache = cache
         self._request = request
+        self._purpose = request[0]
         self._contract = contract
+        self._partner_id = contract.id
         self._now = now
         today = cache._today(now)
         self._entries = cache._entries((id(contract), contract.id, today, request))
@@ -160,17 +182,39 @@ class RequestDecisions:
     ) -> Decision:
         """`decide` for this request of `subject_id` (`item`, when the caller has it built)
         in `state`. Raises pydantic.ValidationError for values a ProvisionItem refuses."""
-        purpose = self._request[0]
-        key = _projection(subject_id, purpose, self._contract.id, state, self._now)
+        key = _projection(subject_id, self._purpose, self._partner_id, state, self._now)
         cached = self._entries.get(key)
         if cached is None:
             return self._decided(subject_id, state, item, key)
         self._cache.hits += 1
-        decision, pickled = cached
-        evidence = decision.evidence
-        if _CONSENT_KEY in evidence:  # this person's own consent evidence
-            evidence = {**evidence, **_consent_evidence(state.consents[purpose])}
-        return _for_subject(pickled, subject_id, evidence)
+        return _for_subject(cached[1], subject_id, self._evidence(cached, state))
+
+    def decide_shared(self, subject_id: str, state: SubjectState) -> tuple[Decision, Evidence]:
+        """`decide`'s answer in two parts: the decision this person's kind of person shares,
+        and the person's own evidence; `decide` gives the first with `subject_id` and the
+        evidence written in. For bulk callers that need no Decision per person (a transfer
+        log entry takes the subject id and evidence apart: TransferEntries.record_shaped).
+        The shared decision's own subject id and evidence may be another person's.
+
+        Raises pydantic.ValidationError for values a ProvisionItem refuses.
+        """
+        key = _projection(subject_id, self._purpose, self._partner_id, state, self._now)
+        cached = self._entries.get(key)
+        if cached is None:
+            decision = self._decided(subject_id, state, None, key)
+            return decision, decision.evidence
+        self._cache.hits += 1
+        decision, _, mode = cached
+        if mode is _OWN:
+            return decision, decision.evidence
+        return decision, _merged(decision.evidence, mode, state.consents[self._purpose])
+
+    def _evidence(self, cached: _Entry, state: SubjectState) -> Evidence:
+        """The cached decision's evidence with this person's own consent evidence in it."""
+        decision, _, mode = cached
+        if mode is _OWN:
+            return decision.evidence
+        return _merged(decision.evidence, mode, state.consents[self._purpose])
 
     def _decided(
         self, subject_id: str, state: SubjectState, item: ProvisionItem | None, key: Hashable
@@ -191,7 +235,7 @@ class RequestDecisions:
         return decision
 
 
-def _for_subject(pickled: dict[str, Any], subject_id: str, evidence: dict[str, str]) -> Decision:
+def _for_subject(pickled: dict[str, Any], subject_id: str, evidence: Evidence) -> Decision:
     """`decision.model_copy(update={"subject_id": ..., "evidence": ...})` from the decision's
     pickled state (pydantic's __getstate__): the same model, with its own dict and field set,
     without model_copy's generic steps (it cost as much as the rest of a cache hit)."""

@@ -118,6 +118,10 @@ def test_a_request_bound_once_answers_as_decide_for_everyone(
         assert answer == expected
         assert answer.model_fields_set == expected.model_fields_set
         assert pickle.loads(pickle.dumps(answer)) == expected
+        shared, evidence = decisions.decide_shared(item.subject_id, state)
+        update = {"subject_id": item.subject_id, "evidence": evidence}
+        assert shared.model_copy(update=update) == expected
+        assert list(evidence.items()) == list(expected.evidence.items())  # the order too
 
 
 def test_copies_for_other_people_share_nothing_mutable() -> None:
