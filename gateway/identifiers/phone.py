@@ -104,20 +104,23 @@ class _Plan:
         stripped = self.strip(national)
         if stripped is None:
             return None
-        if not _MIN_NSN <= len(stripped) <= _MAX_NSN or len(stripped) not in self.possible_lengths:
+        if len(stripped) not in self.possible_lengths:  # all of them within _MIN/_MAX_NSN
             return _INVALID
         return "+" + self.calling_code + stripped
 
 
 def fast(text: str, region: str) -> str | Rejected | None:
     """What `reference` returns for prepared `text`, or None where this path does not decide."""
-    # Digits only (most stored numbers): nothing to remove, and translate() costs more than
-    # the rest of this path.
-    digits = text if text.isdigit() else text.translate(_SEPARATORS)
-    plus = digits[:1] == "+"
-    if plus:
-        digits = digits[1:]
-    if not (digits.isdigit() and digits.isascii() and len(digits) in _FAST_DIGITS):
+    if text.isdigit():  # most stored numbers: nothing to remove (translate() costs the most)
+        digits, plus = text, False
+    else:
+        digits = text.translate(_SEPARATORS)
+        plus = digits[:1] == "+"
+        if plus:
+            digits = digits[1:]
+        if not digits.isdigit():
+            return None
+    if not (digits.isascii() and len(digits) in _FAST_DIGITS):
         return None
     if plus:
         return _international(digits)
