@@ -13,22 +13,29 @@ hashed as the contract says; a field whose value cannot be normalized is not sen
 reported; a record left with no identifier Google can match is not sent either. Every
 record that names a subject gets one log entry: `allowed` with the SHA-256 of the exact bytes
 queued for it, or `denied` with the reasons.
+
+A chunk is ten thousand records of a handful of shapes, so what depends only on the shape is
+worked out once per chunk (`_Chunk`): the decision per kind of person (DecisionCache, bound per
+set of fields), the steps that transform a decision's fields, which of them a member sends;
+values are hashed one at a time by `identifiers.Hasher` and written straight to the member's
+bytes (`member_bytes_of`). tests/unit/test_plan_chunk.py holds the result to a plain planner
+that does all of it record by record, byte for byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from gateway.adapters import InvalidMember
 from gateway.adapters.customer_match import (
+    ADDRESS_FIELDS,
     MAX_MEMBERS,
     ConsentFlags,
-    Member,
     encode_ingest_parts,
-    member_bytes,
+    member_bytes_of,
     payload_sha256,
 )
 from gateway.consent import SUBJECT_ID_PATTERN
@@ -42,13 +49,13 @@ from gateway.delivery.outbox import (
     Rejection,
     SideWrite,
 )
-from gateway.identifiers import Rejected, normalize_and_hash
+from gateway.identifiers import Hasher, Rejected, normalize_and_hash, transform_for
 from gateway.ledger.entries import Outcome
 from gateway.ledger.store import LeafRecord
-from gateway.ledger.templates import TransferEntries
+from gateway.ledger.templates import EntryShape, TransferEntries
 from gateway.models import ConsentAction, LegalBasis, SubjectState, Transform
 from gateway.policy import Decision
-from gateway.policy_cache import DecisionCache
+from gateway.policy_cache import DecisionCache, Evidence, RequestDecisions
 
 __all__ = ["RECORD_FIELDS", "ChunkPlan", "UploadContext", "plan_chunk"]
 
@@ -65,7 +72,9 @@ RECORD_FIELDS: Final = (
     "email_sha256",
     "phone_sha256",
 )
+_RECORD_FIELDS: Final = frozenset(RECORD_FIELDS)
 _MEMBER_FIELD: Final = {"email_sha256": "email", "phone_sha256": "phone"}
+_GRANT: Final = ConsentAction.GRANT
 _UNUSABLE: Final = (
     {
         "code": "no_identifier",
@@ -112,13 +121,13 @@ class ChunkPlan:
         return self
 
 
-@dataclass
-class _Allowed:
-    decision: Decision
-    member: Member
-    part: bytes
-    sha: str
-    key: str
+# One allowed person: (their kind's decision, their evidence, subject id, member bytes, the
+# bytes' SHA-256, subject key). The decision is shared (DecisionCache.decide_shared): the
+# entry takes the subject id and evidence apart (TransferEntries.record_shaped).
+_Queued = tuple[Decision, Evidence, str, bytes, str, str]
+_Send = Callable[[str, str | None], "str | Rejected"]  # (value, region) -> what is sent
+_Step = tuple[str, str, _Send]  # (record field, member field, what is sent for its value)
+_T = TypeVar("_T")
 
 
 def plan_chunk(
@@ -132,75 +141,251 @@ def plan_chunk(
 ) -> ChunkPlan:
     """Plan one chunk: `lines` are (1-based line, parsed record or an error message) in input
     order; `done` is how many input records the job will have consumed after this chunk."""
-    plan = ChunkPlan()
-    entries = TransferEntries(
-        contract=ctx.contract, outcome=Outcome.ALLOWED, transfer_id=ctx.transfer_id, time=now
-    )
-    denied_entries = TransferEntries(
-        contract=ctx.contract, outcome=Outcome.DENIED, transfer_id=ctx.transfer_id, time=now
-    )
-    allowed: dict[ConsentFlags, list[_Allowed]] = {}
-    denied: list[LeafRecord] = []
-    decisions = DecisionCache()
+    chunk = _Chunk(ctx, now)
     for line, raw in lines:
-        record = _checked(line, raw, plan.rejections)
+        chunk.take(line, raw, states)
+    return chunk.close(done=done, last=last)
+
+
+class _Chunk:
+    """One chunk being planned, and what its records share, worked out once."""
+
+    def __init__(self, ctx: UploadContext, now: datetime) -> None:
+        self.ctx, self.now = ctx, now
+        self.plan = ChunkPlan()
+        self.kinds = _Kinds(ctx, now)
+        self.denied: list[LeafRecord] = []
+        self.allowed: dict[ConsentFlags, list[_Queued]] = {}
+        self._cache = DecisionCache()
+        self._requests: dict[tuple[str, ...], RequestDecisions] = {}  # by the record's keys
+        self._steps: dict[tuple[str, ...], tuple[_Step, ...]] = {}  # by decision.fields_sent
+        self._sent: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+        self._hasher = Hasher(default_region=ctx.default_region)
+        self._personalization = ctx.destination.personalization_purpose
+
+    def take(self, line: int, raw: object, states: Mapping[str, SubjectState]) -> None:
+        """Plan one record: rejected, denied, or queued for its consent group."""
+        record = _checked(line, raw, self.plan.rejections)
         if record is None:
-            plan.count("invalid")
-            continue
+            self.plan.count("invalid")
+            return
         subject = record["subject_id"]
         state = states.get(subject) or SubjectState(subject_id=subject)
-        outcome = _one(ctx, line, record, state, now, plan.rejections, decisions)
-        key = ctx.subject_key(subject)
-        if isinstance(outcome, _Allowed):
-            outcome.key = key
-            allowed.setdefault(_consent_flags(ctx.destination, state), []).append(outcome)
-            plan.count("allowed")
-        elif isinstance(outcome, Decision):
-            denied.append(denied_entries.record(outcome, subject_key=key))
-            plan.count("denied")
-        else:  # allowed, but no value Google can match survived normalization
-            denied.append(denied_entries.record(outcome[0], subject_key=key, reasons=_UNUSABLE))
-            plan.count("invalid")
-    for flags in sorted(allowed):
-        members = allowed[flags]
-        for start in range(0, len(members), MAX_MEMBERS):
-            _queue(ctx, plan, entries, flags, members[start : start + MAX_MEMBERS], now)
-    return plan.close(ctx.job_id, denied, done=done, last=last, now=now)
+        decision, evidence = self._decide(record, subject, state)
+        key = self.ctx.subject_key(subject)
+        if not decision.allowed:
+            code, message = self.kinds.denial(decision)
+            self.plan.rejections.append(Rejection(line, subject, code, None, message))
+            self.denied.append(self.kinds.denied(decision, subject, key, evidence))
+            self.plan.count("denied")
+            return
+        values = self._values(line, record, decision.fields_sent)
+        try:
+            part = member_bytes_of(**values)
+        except InvalidMember as exc:  # no value Google can match survived normalization
+            message = f"{exc}: nothing Google can match is left"
+            self.plan.rejections.append(Rejection(line, subject, "no_identifier", None, message))
+            self.denied.append(self.kinds.unusable(decision, subject, key, evidence))
+            self.plan.count("invalid")
+            return
+        sent = self._sent_fields(decision.fields_sent, tuple(values))
+        if sent != decision.fields_sent:  # the log lists what was sent, never more
+            decision = self.kinds.trimmed(decision, sent)
+        queued = (decision, evidence, subject, part, payload_sha256(part), key)
+        self._group(state).append(queued)
+        self.plan.count("allowed")
 
+    def close(self, *, done: int, last: bool) -> ChunkPlan:
+        """The requests, consent group by group, after the entries; then the chunk's tail."""
+        for flags in sorted(self.allowed):
+            members = self.allowed[flags]
+            for start in range(0, len(members), MAX_MEMBERS):
+                self._queue(flags, members[start : start + MAX_MEMBERS])
+        return self.plan.close(self.ctx.job_id, self.denied, done=done, last=last, now=self.now)
 
-def _queue(
-    ctx: UploadContext,
-    plan: ChunkPlan,
-    entries: TransferEntries,
-    flags: ConsentFlags,
-    members: Sequence[_Allowed],
-    now: datetime,
-) -> None:
-    """One ingest request for `members`, and their entries, contiguous in the append."""
-    offset = len(plan.records)
-    for m in members:
-        plan.records.append(entries.record(m.decision, subject_key=m.key, payload_sha256=m.sha))
-    body = encode_ingest_parts(ctx.destination, [m.part for m in members], flags)
-    meta = DeliveryMeta(
-        purpose=ctx.purpose,
-        legal_basis=ctx.legal_basis.value,
-        subjects=tuple((m.decision.subject_id, m.key, m.sha) for m in members),
-    )
-    plan.writes.append(
-        OutboxRow(
-            delivery_id=ctx.new_id(),
-            job_id=ctx.job_id,
-            partner_id=ctx.contract.id,
-            operation=OPERATION,
-            transfer_id=ctx.transfer_id,
-            entries_offset=offset,
-            entry_count=len(members),
-            content_type=CONTENT_TYPE,
-            payload=body,
-            meta=meta.encode(),
-            created_at=now,
+    def _queue(self, flags: ConsentFlags, members: Sequence[_Queued]) -> None:
+        """One ingest request for `members`, and their entries, contiguous in the append."""
+        ctx, plan = self.ctx, self.plan
+        offset = len(plan.records)
+        plan.records.extend(self.kinds.allowed(members))
+        meta = DeliveryMeta(
+            purpose=ctx.purpose,
+            legal_basis=ctx.legal_basis.value,
+            subjects=tuple((subject, key, sha) for _, _, subject, _, sha, key in members),
         )
-    )
+        body = encode_ingest_parts(ctx.destination, [m[3] for m in members], flags)
+        plan.writes.append(
+            OutboxRow(
+                delivery_id=ctx.new_id(),
+                job_id=ctx.job_id,
+                partner_id=ctx.contract.id,
+                operation=OPERATION,
+                transfer_id=ctx.transfer_id,
+                entries_offset=offset,
+                entry_count=len(members),
+                content_type=CONTENT_TYPE,
+                payload=body,
+                meta=meta.encode(),
+                created_at=self.now,
+            )
+        )
+
+    def _decide(
+        self, record: dict[str, str], subject: str, state: SubjectState
+    ) -> tuple[Decision, Evidence]:
+        keys = tuple(record)
+        requests = self._requests.get(keys)
+        if requests is None:
+            requests = self._requests[keys] = self._cache.for_request(
+                purpose=self.ctx.purpose,
+                legal_basis=self.ctx.legal_basis,
+                fields=tuple(f for f in RECORD_FIELDS if f in record),
+                contract=self.ctx.contract,
+                now=self.now,
+            )
+        return requests.decide_shared(subject, state)
+
+    def _values(
+        self, line: int, record: dict[str, str], fields_sent: tuple[str, ...]
+    ) -> dict[str, str]:
+        """Member values for the allowed fields, as the contract transforms them; a value
+        that cannot be normalized is reported and left out."""
+        steps = self._steps.get(fields_sent)
+        if steps is None:
+            steps = self._steps[fields_sent] = self._steps_for(fields_sent)
+        region = record.get("region_code")
+        out: dict[str, str] = {}
+        for name, target, send in steps:
+            if target in out:  # email given both raw and pre-hashed: the raw one was used
+                continue
+            value = send(record[name], region)
+            if isinstance(value, Rejected):
+                subject = record["subject_id"]
+                rejection = Rejection(line, subject, value.code.value, name, value.message)
+                self.plan.rejections.append(rejection)
+                continue
+            out[target] = value
+        return out
+
+    def _steps_for(self, fields_sent: tuple[str, ...]) -> tuple[_Step, ...]:
+        purpose = self.ctx.contract.purposes[self.ctx.purpose]  # listed: the decision allowed it
+        return tuple(
+            (name, _member_field(name), self._sender(name, purpose.fields[name]))
+            for name in fields_sent
+            if purpose.fields[name] is not Transform.HMAC  # no Data Manager field takes one
+        )
+
+    def _sender(self, name: str, transform: Transform) -> _Send:
+        """What is sent for a value of `name` under `transform`: the Hasher's answer when the
+        contract sends the field as the identifier profile does (always, in practice)."""
+        if transform is transform_for(name):
+            return self._hasher.of(name)
+        default_region = self.ctx.default_region
+
+        def send(value: str, region: str | None) -> str | Rejected:
+            result = normalize_and_hash(name, value, region=region, default_region=default_region)
+            if isinstance(result, Rejected):
+                return result
+            return result.normalized if transform is Transform.CLEAR else str(result.sha256)
+
+        return send
+
+    def _sent_fields(
+        self, fields_sent: tuple[str, ...], present: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """The allowed fields a member with values for `present` (member fields) sends."""
+        sent = self._sent.get((fields_sent, present))
+        if sent is None:
+            targets: set[str] = {f for f in ("email", "phone") if f in present}
+            if all(f in present for f in ADDRESS_FIELDS):  # an address goes whole or not at all
+                targets.update(ADDRESS_FIELDS)
+            sent = tuple(f for f in fields_sent if _member_field(f) in targets)
+            self._sent[fields_sent, present] = sent
+        return sent
+
+    def _group(self, state: SubjectState) -> list[_Queued]:
+        """The person's consent group (Data Manager `Consent`): adUserData is granted (the
+        provision was allowed on the person's consent); adPersonalization only with a current
+        grant for the destination's personalization purpose."""
+        purpose = self._personalization
+        event = None if purpose is None else state.consents.get(purpose)
+        flags = (True, event is not None and event.action is _GRANT)
+        group = self.allowed.get(flags)
+        if group is None:
+            group = self.allowed[flags] = []
+        return group
+
+
+class _Kinds:
+    """The entries of each kind of person (one shared decision): built from the decision's
+    entry shape, once per kind, with each person's subject id, key and evidence put in."""
+
+    def __init__(self, ctx: UploadContext, now: datetime) -> None:
+        self._allowed = TransferEntries(
+            contract=ctx.contract, outcome=Outcome.ALLOWED, transfer_id=ctx.transfer_id, time=now
+        )
+        self._denied = TransferEntries(
+            contract=ctx.contract, outcome=Outcome.DENIED, transfer_id=ctx.transfer_id, time=now
+        )
+        # (id of the decision, what) -> (the decision, kept alive so its id stays its own; what)
+        self._memo: dict[tuple[int, Hashable], tuple[Decision, Any]] = {}
+
+    def allowed(self, members: Sequence[_Queued]) -> Iterator[LeafRecord]:
+        """The `allowed` entries of queued people, in order."""
+        record, last, shape = self._allowed.record_shaped, None, None
+        for decision, evidence, subject, _, sha, key in members:
+            if decision is not last:  # people of one kind mostly come in runs
+                last, shape = decision, self._allowed_shape(decision)
+            assert shape is not None
+            yield record(
+                shape, subject_id=subject, subject_key=key, evidence=evidence, payload_sha256=sha
+            )
+
+    def _allowed_shape(self, decision: Decision) -> EntryShape:
+        return self._once(decision, "allowed", lambda: self._allowed.shape(decision))
+
+    def denied(self, decision: Decision, subject: str, key: str, evidence: Evidence) -> LeafRecord:
+        shape = self._once(decision, "denied", lambda: self._denied.shape(decision))
+        return self._denied.record_shaped(
+            shape, subject_id=subject, subject_key=key, evidence=evidence
+        )
+
+    def unusable(
+        self, decision: Decision, subject: str, key: str, evidence: Evidence
+    ) -> LeafRecord:
+        """The entry of an allowed person whose record had nothing usable: not sent."""
+
+        def shape() -> EntryShape:
+            unsent = decision.model_copy(update={"allowed": False, "fields_sent": ()})
+            return self._denied.shape(unsent, reasons=_UNUSABLE)
+
+        return self._denied.record_shaped(
+            self._once(decision, "unusable", shape),
+            subject_id=subject,
+            subject_key=key,
+            evidence=evidence,
+        )
+
+    def denial(self, decision: Decision) -> tuple[str, str]:
+        """The rejection's code and message for a denied kind."""
+
+        def denial() -> tuple[str, str]:
+            code = decision.reasons[0].code if decision.reasons else "denied"
+            message = "; ".join(r.message for r in decision.reasons if r.code)
+            return code, message or "denied by policy"
+
+        return self._once(decision, "denial", denial)
+
+    def trimmed(self, decision: Decision, sent: tuple[str, ...]) -> Decision:
+        """The kind's decision with only the fields the member sends."""
+        return self._once(decision, sent, lambda: decision.model_copy(update={"fields_sent": sent}))
+
+    def _once(self, decision: Decision, what: Hashable, build: Callable[[], _T]) -> _T:
+        found = self._memo.get((id(decision), what))
+        if found is None:
+            found = self._memo[id(decision), what] = (decision, build())
+        value: _T = found[1]
+        return value
 
 
 def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, str] | None:
@@ -224,7 +409,7 @@ def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, s
     for name, value in raw.items():
         if name == "subject_id" or value is None or value == "":
             continue
-        if name not in RECORD_FIELDS:
+        if name not in _RECORD_FIELDS:
             reject("unknown_field", name, "this field is not part of a customer-match record")
             return None
         if not isinstance(value, str):
@@ -238,104 +423,5 @@ def _valid_subject(subject: str) -> bool:
     return SUBJECT_ID_PATTERN.fullmatch(subject) is not None
 
 
-def _one(
-    ctx: UploadContext,
-    line: int,
-    record: dict[str, str],
-    state: SubjectState,
-    now: datetime,
-    rejections: list[Rejection],
-    decisions: DecisionCache,
-) -> _Allowed | Decision | tuple[Decision]:
-    """The record's fate: allowed with its member; the decision to record as denied; or (in
-    a 1-tuple) an allowed decision whose record had nothing usable, recorded as not sent."""
-    subject = record["subject_id"]
-    fields = tuple(f for f in RECORD_FIELDS if f in record)
-    decision = decisions.decide_request(
-        subject_id=subject,
-        purpose=ctx.purpose,
-        legal_basis=ctx.legal_basis,
-        fields=fields,
-        contract=ctx.contract,
-        state=state,
-        now=now,
-    )
-    if not decision.allowed:
-        code = decision.reasons[0].code if decision.reasons else "denied"
-        rejections.append(Rejection(line, subject, code, None, _denial(decision)))
-        return decision
-    values = _transformed(ctx, line, record, decision, rejections)
-    member = Member(subject_id=subject, **values)
-    try:
-        part = member_bytes(member)
-    except InvalidMember as exc:
-        message = f"{exc}: nothing Google can match is left"
-        rejections.append(Rejection(line, subject, "no_identifier", None, message))
-        return (_not_sent(decision),)
-    sent_fields = _sent_fields(member)
-    sent = tuple(f for f in decision.fields_sent if _member_field(f) in sent_fields)
-    if sent != decision.fields_sent:  # the log lists what was sent, never more
-        decision = decision.model_copy(update={"fields_sent": sent})
-    return _Allowed(decision, member, part, payload_sha256(part), "")
-
-
-def _denial(decision: Decision) -> str:
-    return "; ".join(r.message for r in decision.reasons if r.code) or "denied by policy"
-
-
-def _not_sent(decision: Decision) -> Decision:
-    """An allowed decision whose record turned out unusable: recorded as not sent."""
-    return decision.model_copy(update={"allowed": False, "fields_sent": ()})
-
-
 def _member_field(name: str) -> str:
     return _MEMBER_FIELD.get(name, name)
-
-
-def _sent_fields(m: Member) -> set[str]:
-    sent = {f for f in ("email", "phone") if getattr(m, f) is not None}
-    address = ("given_name", "family_name", "region_code", "postal_code")
-    if all(getattr(m, f) is not None for f in address):
-        sent.update(address)
-    return sent
-
-
-def _transformed(
-    ctx: UploadContext,
-    line: int,
-    record: dict[str, str],
-    decision: Decision,
-    rejections: list[Rejection],
-) -> dict[str, str]:
-    """Member values for the allowed fields, as the contract transforms them."""
-    transforms = ctx.contract.purposes[ctx.purpose].fields
-    region = record.get("region_code")
-    out: dict[str, str] = {}
-    for name in decision.fields_sent:
-        target = _member_field(name)
-        if target in out:  # email given both raw and pre-hashed: the raw one was used
-            continue
-        transform = transforms[name]
-        if transform is Transform.HMAC:  # no Data Manager field takes a keyed pseudonym
-            continue
-        result = normalize_and_hash(
-            name, record[name], region=region, default_region=ctx.default_region
-        )
-        if isinstance(result, Rejected):
-            rejections.append(
-                Rejection(line, record["subject_id"], result.code.value, name, result.message)
-            )
-            continue
-        out[target] = result.normalized if transform is Transform.CLEAR else str(result.sha256)
-    return out
-
-
-def _consent_flags(destination: Destination, state: SubjectState) -> ConsentFlags:
-    """Request-level Consent (Data Manager `Consent`): adUserData is granted (the provision
-    was allowed on the person's consent); adPersonalization only with a current grant for the
-    destination's personalization purpose."""
-    purpose = destination.personalization_purpose
-    if purpose is None:
-        return (True, False)
-    event = state.consents.get(purpose)
-    return (True, event is not None and event.action is ConsentAction.GRANT)
