@@ -192,15 +192,15 @@ class Hasher:
 
     def _bind(self, kind: str) -> Sender:
         if kind == "email":  # read the same in every region
-            email = EmailHasher()
-            return lambda value, _region: email(value)
+            return EmailHasher()
         normalizer, transform, uses_region = _spec(kind)
         hashed = transform is Transform.SHA256
-        default = self._default_region
+        # Where a value without a region of its own is read (hash_many's `where`).
+        default = self._region(kind, None) if uses_region else self._default_region
         region_of = self._region
 
         def send(value: str, region: str | None) -> str | Rejected:
-            where = region_of(kind, region) if uses_region else default
+            where = region_of(kind, region) if uses_region and region is not None else default
             if isinstance(where, Rejected):
                 return where
             result = normalizer(value, where)

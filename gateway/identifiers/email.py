@@ -136,7 +136,9 @@ class EmailHasher:
     def __init__(self) -> None:
         self._shapes: dict[str, str] = {}
 
-    def __call__(self, value: str) -> str | Rejected:
+    def __call__(self, value: str, _region: str | None = None) -> str | Rejected:
+        """What is sent for `value`. An email reads the same in every region: a Hasher's
+        sender takes one all the same."""
         # hash_emails' loop body (tests hold the two to normalize_email, value by value).
         if not value.isascii():
             result = normalize_email(value)
