@@ -205,6 +205,8 @@ class RequestDecisions:
             return decision, decision.evidence
         self._cache.hits += 1
         decision, _, mode = cached
+        if mode is _CONSENT:  # the common case, _merged inlined
+            return decision, _consent_evidence(state.consents[self._purpose])
         if mode is _OWN:
             return decision, decision.evidence
         return decision, _merged(decision.evidence, mode, state.consents[self._purpose])

@@ -37,6 +37,7 @@ Json = dict[str, Any]
 # AddressInfo: givenName, familyName, regionCode and postalCode are each "Required" in Google's
 # field descriptions: an address is sent whole or not at all.
 ADDRESS_FIELDS = ("given_name", "family_name", "region_code", "postal_code")
+MEMBER_VALUES = ("email", "phone", *ADDRESS_FIELDS)  # member_bytes_of's parameters, in order
 
 _GRANTED, _DENIED = "CONSENT_GRANTED", "CONSENT_DENIED"  # Consent.adUserData/adPersonalization
 _TERMS = {"customerMatchTermsOfServiceStatus": "ACCEPTED"}  # TermsOfService

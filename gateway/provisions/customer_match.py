@@ -33,6 +33,7 @@ from gateway.adapters import InvalidMember
 from gateway.adapters.customer_match import (
     ADDRESS_FIELDS,
     MAX_MEMBERS,
+    MEMBER_VALUES,
     ConsentFlags,
     encode_ingest_parts,
     member_bytes_of,
@@ -126,7 +127,7 @@ class ChunkPlan:
 # entry takes the subject id and evidence apart (TransferEntries.record_shaped).
 _Queued = tuple[Decision, Evidence, str, bytes, str, str]
 _Send = Callable[[str, str | None], "str | Rejected"]  # (value, region) -> what is sent
-_Step = tuple[str, str, _Send]  # (record field, member field, what is sent for its value)
+_Step = tuple[str, int, _Send]  # (record field, index in MEMBER_VALUES, what is sent for it)
 _T = TypeVar("_T")
 
 
@@ -155,11 +156,11 @@ class _Chunk:
         self.plan = ChunkPlan()
         self.kinds = _Kinds(ctx, now)
         self.denied: list[LeafRecord] = []
-        self.allowed: dict[ConsentFlags, list[_Queued]] = {}
+        # Allowed people by adPersonalization: denied, granted (adUserData is always granted).
+        self._groups: tuple[list[_Queued], list[_Queued]] = ([], [])
         self._cache = DecisionCache()
         self._requests: dict[tuple[str, ...], RequestDecisions] = {}  # by the record's keys
-        self._steps: dict[tuple[str, ...], tuple[_Step, ...]] = {}  # by decision.fields_sent
-        self._sent: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+        self._fields: dict[tuple[str, ...], _Fields] = {}  # by decision.fields_sent
         self._hasher = Hasher(default_region=ctx.default_region)
         self._personalization = ctx.destination.personalization_purpose
 
@@ -179,16 +180,22 @@ class _Chunk:
             self.denied.append(self.kinds.denied(decision, subject, key, evidence))
             self.plan.count("denied")
             return
-        values = self._values(line, record, decision.fields_sent)
+        fields = self._fields.get(decision.fields_sent)
+        if fields is None:
+            fields = self._fields[decision.fields_sent] = self._fields_for(decision.fields_sent)
+        values = self._values(line, record, fields.steps)
         try:
-            part = member_bytes_of(**values)
+            part = member_bytes_of(*values)
         except InvalidMember as exc:  # no value Google can match survived normalization
             message = f"{exc}: nothing Google can match is left"
             self.plan.rejections.append(Rejection(line, subject, "no_identifier", None, message))
             self.denied.append(self.kinds.unusable(decision, subject, key, evidence))
             self.plan.count("invalid")
             return
-        sent = self._sent_fields(decision.fields_sent, tuple(values))
+        if len(values) - values.count(None) == fields.filled:  # no value refused
+            sent = fields.sent
+        else:
+            sent = _sent_fields(decision.fields_sent, values)
         if sent != decision.fields_sent:  # the log lists what was sent, never more
             decision = self.kinds.trimmed(decision, sent)
         queued = (decision, evidence, subject, part, payload_sha256(part), key)
@@ -197,8 +204,8 @@ class _Chunk:
 
     def close(self, *, done: int, last: bool) -> ChunkPlan:
         """The requests, consent group by group, after the entries; then the chunk's tail."""
-        for flags in sorted(self.allowed):
-            members = self.allowed[flags]
+        for personalization, members in enumerate(self._groups):  # in ConsentFlags order
+            flags = (True, bool(personalization))
             for start in range(0, len(members), MAX_MEMBERS):
                 self._queue(flags, members[start : start + MAX_MEMBERS])
         return self.plan.close(self.ctx.job_id, self.denied, done=done, last=last, now=self.now)
@@ -246,17 +253,14 @@ class _Chunk:
         return requests.decide_shared(subject, state)
 
     def _values(
-        self, line: int, record: dict[str, str], fields_sent: tuple[str, ...]
-    ) -> dict[str, str]:
-        """Member values for the allowed fields, as the contract transforms them; a value
-        that cannot be normalized is reported and left out."""
-        steps = self._steps.get(fields_sent)
-        if steps is None:
-            steps = self._steps[fields_sent] = self._steps_for(fields_sent)
+        self, line: int, record: dict[str, str], steps: tuple[_Step, ...]
+    ) -> list[str | None]:
+        """`member_bytes_of`'s arguments: the allowed fields' values, as the contract
+        transforms them; a value that cannot be normalized is reported and left out."""
         region = record.get("region_code")
-        out: dict[str, str] = {}
-        for name, target, send in steps:
-            if target in out:  # email given both raw and pre-hashed: the raw one was used
+        out: list[str | None] = [None] * len(MEMBER_VALUES)
+        for name, index, send in steps:
+            if out[index] is not None:  # email given raw and pre-hashed: the raw one was used
                 continue
             value = send(record[name], region)
             if isinstance(value, Rejected):
@@ -264,16 +268,21 @@ class _Chunk:
                 rejection = Rejection(line, subject, value.code.value, name, value.message)
                 self.plan.rejections.append(rejection)
                 continue
-            out[target] = value
+            out[index] = value
         return out
 
-    def _steps_for(self, fields_sent: tuple[str, ...]) -> tuple[_Step, ...]:
+    def _fields_for(self, fields_sent: tuple[str, ...]) -> _Fields:
         purpose = self.ctx.contract.purposes[self.ctx.purpose]  # listed: the decision allowed it
-        return tuple(
-            (name, _member_field(name), self._sender(name, purpose.fields[name]))
+        steps = tuple(
+            (name, MEMBER_VALUES.index(_member_field(name)), self._sender(name, transform))
             for name in fields_sent
-            if purpose.fields[name] is not Transform.HMAC  # no Data Manager field takes one
+            if (transform := purpose.fields[name]) is not Transform.HMAC  # no such Google field
         )
+        full: list[str | None] = [None] * len(MEMBER_VALUES)
+        for _, index, _ in steps:
+            full[index] = "(a value)"
+        filled = len(full) - full.count(None)
+        return _Fields(steps, filled, _sent_fields(fields_sent, full))
 
     def _sender(self, name: str, transform: Transform) -> _Send:
         """What is sent for a value of `name` under `transform`: the Hasher's answer when the
@@ -290,30 +299,13 @@ class _Chunk:
 
         return send
 
-    def _sent_fields(
-        self, fields_sent: tuple[str, ...], present: tuple[str, ...]
-    ) -> tuple[str, ...]:
-        """The allowed fields a member with values for `present` (member fields) sends."""
-        sent = self._sent.get((fields_sent, present))
-        if sent is None:
-            targets: set[str] = {f for f in ("email", "phone") if f in present}
-            if all(f in present for f in ADDRESS_FIELDS):  # an address goes whole or not at all
-                targets.update(ADDRESS_FIELDS)
-            sent = tuple(f for f in fields_sent if _member_field(f) in targets)
-            self._sent[fields_sent, present] = sent
-        return sent
-
     def _group(self, state: SubjectState) -> list[_Queued]:
         """The person's consent group (Data Manager `Consent`): adUserData is granted (the
         provision was allowed on the person's consent); adPersonalization only with a current
         grant for the destination's personalization purpose."""
         purpose = self._personalization
         event = None if purpose is None else state.consents.get(purpose)
-        flags = (True, event is not None and event.action is _GRANT)
-        group = self.allowed.get(flags)
-        if group is None:
-            group = self.allowed[flags] = []
-        return group
+        return self._groups[event is not None and event.action is _GRANT]
 
 
 class _Kinds:
@@ -386,6 +378,24 @@ class _Kinds:
             found = self._memo[id(decision), what] = (decision, build())
         value: _T = found[1]
         return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Fields:
+    """How a member is made of one set of allowed fields."""
+
+    steps: tuple[_Step, ...]  # (record field, index in MEMBER_VALUES, what is sent for it)
+    filled: int  # member values set when no value is refused
+    sent: tuple[str, ...]  # the fields such a member sends
+
+
+def _sent_fields(fields_sent: tuple[str, ...], values: Sequence[str | None]) -> tuple[str, ...]:
+    """The allowed fields a member of these values (`member_bytes_of`'s arguments) sends."""
+    present = {name for name, value in zip(MEMBER_VALUES, values, strict=True) if value is not None}
+    targets: set[str] = {f for f in ("email", "phone") if f in present}
+    if all(f in present for f in ADDRESS_FIELDS):  # an address goes whole or not at all
+        targets.update(ADDRESS_FIELDS)
+    return tuple(f for f in fields_sent if _member_field(f) in targets)
 
 
 def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, str] | None:
