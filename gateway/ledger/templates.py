@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from hashlib import sha256
 from json.encoder import encode_basestring
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any, Final, TypeAlias
 
 from gateway.contracts import PartnerContract
@@ -51,10 +51,14 @@ _LEAF_HASH: Final = sha256(b"\x00")  # RFC 9162 §2.1.1: a leaf hash is SHA-256(
 _ShapeKey: TypeAlias = tuple[Any, ...]
 _Order: TypeAlias = Callable[[Sequence[str]], tuple[str, ...]]
 _string: Final = encode_basestring  # a str as a JSON string, escaped as RFC 8785 §3.2.2.2 does
+# What RFC 8785 writes as it is inside a JSON string, of ASCII: all but `"`, `\` and controls.
+_PLAIN: Final = bytes(c for c in range(0x20, 0x80) if c not in b'"\\')
 
 # What of a Decision an entry shares with every other person's entry of the same shape; the
 # subject id and the evidence values vary (the evidence's keys are part of the shape too).
-_SHARED: Final = attrgetter(
+# Read from the model's __dict__, where pydantic keeps field values: a third cheaper than
+# attribute access on a BaseModel (whose __getattr__ slows every attribute read).
+_SHARED: Final = itemgetter(
     "purpose",
     "allowed",
     "legal_basis",
@@ -69,27 +73,28 @@ _SHARED: Final = attrgetter(
 # --- entry ids --------------------------------------------------------------------------------
 
 _UUID_BATCH: Final = 256  # ids drawn per os.urandom call
-
-
-def _repeated(hex_mask: str, parts: int) -> int:
-    return int.from_bytes(bytes.fromhex(hex_mask) * parts)
-
-
-# RFC 9562 §5.4: the version (0b0100) is the top nibble of octets 6-7, the variant (0b10) the
-# top two bits of octets 8-9; the other 122 bits are random.
-_VERSION_KEEP: Final = _repeated("0fff", _UUID_BATCH)
-_VERSION_SET: Final = _repeated("4000", _UUID_BATCH)
-_VARIANT_KEEP: Final = _repeated("3fff", _UUID_BATCH)
-_VARIANT_SET: Final = _repeated("8000", _UUID_BATCH)
+# RFC 9562 §5.4 spelled 8-4-4-4-12 (36 characters; a space after each id in a batch): the
+# version digit (the 13th hex digit) is 4, the variant digit (the 17th) 8, 9, a or b.
+_UUID_BLANKS: Final = b"00000000-0000-4000-8000-000000000000 " * _UUID_BATCH
+_UUID_STEP: Final = 37
+# (hex digit of the 32, its place among the 37 characters): all but the version digit.
+_UUID_PLACES: Final = tuple(
+    (digit, digit + (digit >= 8) + (digit >= 12) + (digit >= 16) + (digit >= 20))
+    for digit in range(32)
+    if digit != 12
+)
+_VARIANT_DIGIT: Final = 16
+# A random hex digit to the variant's: 0b10 then the digit's two low bits, which stay random.
+_VARIANT: Final = bytes.maketrans(b"0123456789abcdef", b"89ab" * 4)
 _uuids: list[str] = []  # formatted, not handed out yet; list.pop is atomic under the GIL
 # A forked child must not hand out the ids its parent will (the random module does the same).
 os.register_at_fork(after_in_child=_uuids.clear)
 
 
 def random_uuid() -> str:
-    """A random (version 4) UUID, RFC 9562 §5.4, spelled as str(uuid.uuid4()) spells it.
-    Drawn from os.urandom 256 at a time: uuid4() costs several times as much (a syscall and a
-    UUID object per call), which shows when a million entries are built."""
+    """A random (version 4) UUID, RFC 9562 §5.4, spelled as str(uuid.uuid4()) spells it:
+    122 bits from os.urandom, drawn 256 ids at a time. uuid4() costs several times as much
+    (a syscall and a UUID object per call), which shows when a million entries are built."""
     try:
         return _uuids.pop()
     except IndexError:
@@ -99,21 +104,17 @@ def random_uuid() -> str:
 
 
 def _fresh_uuids() -> list[str]:
-    """_UUID_BATCH random UUIDs. Each of the five groups (8-4-4-4-12 hex digits) of every id
-    comes from its own slice of one os.urandom draw, cut by bytes.hex's separator: a few
-    C calls for the batch instead of slicing and formatting per id."""
-    n = _UUID_BATCH
-    raw = os.urandom(16 * n)
-    version = int.from_bytes(raw[6 * n : 8 * n]) & _VERSION_KEEP | _VERSION_SET
-    variant = int.from_bytes(raw[8 * n : 10 * n]) & _VARIANT_KEEP | _VARIANT_SET
-    groups = (
-        raw[: 4 * n].hex(" ", 4).split(),
-        raw[4 * n : 6 * n].hex(" ", 2).split(),
-        version.to_bytes(2 * n).hex(" ", 2).split(),
-        variant.to_bytes(2 * n).hex(" ", 2).split(),
-        raw[10 * n :].hex(" ", 6).split(),
-    )
-    return list(map("-".join, zip(*groups, strict=True)))
+    """_UUID_BATCH random UUIDs, formatted a column at a time: each hex digit of every id is
+    copied into its place in all of them by one strided slice assignment (C loops, not a
+    Python one per id), then the batch is cut at the spaces."""
+    digits = os.urandom(16 * _UUID_BATCH).hex().encode()
+    out = bytearray(_UUID_BLANKS)
+    for digit, place in _UUID_PLACES:
+        column = digits[digit::32]
+        if digit == _VARIANT_DIGIT:
+            column = column.translate(_VARIANT)
+        out[place::_UUID_STEP] = column
+    return out.decode().split()
 
 
 # --- LeafRecord, built fast -------------------------------------------------------------------
@@ -178,9 +179,19 @@ class _LeafRecordBuilder:
 _leaf_record: Final[Callable[..., LeafRecord]] = _LeafRecordBuilder  # type: ignore[assignment]
 
 
+def _quoted(values: tuple[str, ...]) -> tuple[str, ...]:
+    """`values` as they go between the quotes a template has around each string's place:
+    escaped as RFC 8785 §3.2.2.2 escapes strings (the C JSON encoder's escaping). Mostly
+    there is nothing to escape, which one check of all of them at once finds."""
+    plain = "".join(values)
+    if plain.isascii() and not plain.encode().translate(None, _PLAIN):
+        return values
+    return tuple(_string(value)[1:-1] for value in values)
+
+
 def _leaf(pieces: list[str], values: Sequence[str]) -> tuple[bytes, bytes]:
-    """The leaf of a template (`pieces`: its segments with "" where each value goes) filled
-    with `values` (canonical JSON texts, in text order), and its leaf hash. Raises
+    """The leaf of a template (`pieces`: its text cut at the values' places, with "" where
+    each value goes) filled with `values` (in text order), and its leaf hash. Raises
     CanonicalizationError for a lone surrogate."""
     filled = pieces.copy()
     filled[1::2] = values  # ValueError unless there are exactly as many values as places
@@ -204,11 +215,12 @@ class EntryShape:
 
     owner: object  # the TransferEntries' token: a shape is only good for its own transfer
     decision: Decision  # one decision of the shape (its subject id and evidence values unused)
-    parts: tuple[Any, ...]  # _SHARED(decision)
+    parts: tuple[Any, ...]  # _SHARED(decision.__dict__)
     reasons: tuple[tuple[tuple[str, str], ...], ...] | None  # the `reasons` override, frozen
     evidence_keys: tuple[str, ...]  # in the order the template takes their values
     evidence: Callable[[Mapping[str, str]], tuple[str, ...]]  # the values at evidence_keys
-    pieces: list[str]  # the canonical JSON cut at the values' places: see _leaf
+    pieces: list[str]  # the canonical JSON cut at the values' places (see _leaf), quotes kept
+    pieces_null: list[str]  # the same with the payload hash's quotes gone: for a null
     order: _Order | None  # (id, *evidence, payload, subject id, key) to text order; None: same
     purpose: str
     legal_basis: str
@@ -262,7 +274,8 @@ class TransferEntries:
         """The entry of `decision` for its subject. Raises CanonicalizationError for a value
         with no RFC 8785 form (a lone surrogate)."""
         shape = self._last
-        evidence = decision.evidence
+        fields = decision.__dict__
+        evidence = fields["evidence"]
         # The common case: the same shape as the previous decision. Its shared values are
         # mostly the very same objects, which tuple comparison settles without calling __eq__.
         if not (
@@ -270,7 +283,7 @@ class TransferEntries:
             and shape is not None
             and shape.reasons is None
             and len(evidence) == len(shape.evidence_keys)
-            and _SHARED(decision) == shape.parts
+            and _SHARED(fields) == shape.parts
         ):
             shape = self._last = self.shape(decision, reasons=reasons)
         try:
@@ -279,7 +292,7 @@ class TransferEntries:
             shape = self._last = self.shape(decision, reasons=reasons)
             values = shape.evidence(evidence)
         return self._record(
-            shape, entry_id, decision.subject_id, subject_key, values, payload_sha256
+            shape, entry_id, fields["subject_id"], subject_key, values, payload_sha256
         )
 
     def shape(
@@ -289,7 +302,7 @@ class TransferEntries:
         when given): all of an entry but its id, the subject id and key, the evidence's
         values and the payload hash. Built once per shape and kept."""
         frozen_reasons = None if reasons is None else tuple(tuple(r.items()) for r in reasons)
-        parts = _SHARED(decision)
+        parts = _SHARED(decision.__dict__)
         key = (parts, frozen_reasons, frozenset(decision.evidence))
         shape = self._shapes.get(key)
         if shape is None:
@@ -337,16 +350,14 @@ class TransferEntries:
         payload_sha256: str | None,
     ) -> LeafRecord:
         eid = self._new_id() if entry_id is None else entry_id
-        values: Sequence[str] = (
-            _string(eid),
-            *map(_string, evidence),
-            "null" if payload_sha256 is None else _string(payload_sha256),
-            _string(subject_id),
-            _string(subject_key),
-        )
+        if payload_sha256 is None:
+            pieces, payload = shape.pieces_null, "null"
+        else:
+            pieces, payload = shape.pieces, payload_sha256
+        values: Sequence[str] = _quoted((eid, *evidence, payload, subject_id, subject_key))
         if shape.order is not None:
             values = shape.order(values)
-        filled = shape.pieces.copy()  # the template: see _leaf, inlined here
+        filled = pieces.copy()  # _leaf, inlined here
         filled[1::2] = values
         try:
             leaf = "".join(filled).encode()
@@ -382,7 +393,7 @@ class TransferEntries:
         entry_id = markers.new()
         evidence_keys = tuple(sorted(decision.evidence, key=lambda k: k.encode("utf-16-be")))
         evidence = {k: markers.new() for k in evidence_keys}
-        payload = markers.new()  # a string or null: its place is in the template either way
+        payload = markers.new()  # a string or null: one template with its quotes, one without
         subject_id = markers.new()
         entry = provision_entry(
             decision=decision.model_copy(update={"evidence": evidence, "subject_id": subject_id}),
@@ -397,6 +408,7 @@ class TransferEntries:
             method=self._method,
         )
         pieces, order = markers.compile(entry)
+        pieces_null, _ = markers.compile(entry, raw={payload})
         return EntryShape(
             owner=self._token,
             decision=decision,
@@ -405,6 +417,7 @@ class TransferEntries:
             evidence_keys=evidence_keys,
             evidence=_getter(evidence_keys),
             pieces=pieces,
+            pieces_null=pieces_null,
             order=order,
             purpose=decision.purpose,
             legal_basis=decision.legal_basis.value,
@@ -465,7 +478,8 @@ class OutcomeEntries:
             reasons=reasons,
         )
         entry["refers_to"] = refers_to
-        self._pieces, self._order = markers.compile(entry)
+        self._pieces, self._order = markers.compile(entry, raw={refers_to})
+        self._pieces_null, _ = markers.compile(entry, raw={refers_to, payload})
         self._new_id = new_id
         self._transfer_id = transfer_id
         self._time = time
@@ -482,16 +496,14 @@ class OutcomeEntries:
         if refers_to < 0:
             raise ValueError("refers_to must be a log index")
         eid = self._new_id()
-        values: Sequence[str] = (
-            _string(eid),
-            "null" if payload_sha256 is None else _string(payload_sha256),
-            str(refers_to),
-            _string(subject_id),
-            _string(subject_key),
-        )
+        if payload_sha256 is None:
+            pieces, payload = self._pieces_null, "null"
+        else:
+            pieces, payload = self._pieces, payload_sha256
+        values: Sequence[str] = _quoted((eid, payload, str(refers_to), subject_id, subject_key))
         if self._order is not None:
             values = self._order(values)
-        leaf, leaf_hash = _leaf(self._pieces, values)
+        leaf, leaf_hash = _leaf(pieces, values)
         return _leaf_record(
             leaf,
             leaf_hash,
@@ -518,14 +530,20 @@ class _Markers:
         self._markers.append(f"\x00slot{len(self._markers)}-{self._token}\x00")
         return self._markers[-1]
 
-    def compile(self, entry: Mapping[str, Any]) -> tuple[list[str], _Order | None]:
-        """The entry's canonical JSON cut at each marker, quotes included: its segments with
-        "" between each two where a value goes (see _leaf); and the function putting values
-        listed by marker number into text order, None when that is their order already.
-        Values go in as canonical JSON text: a string encoded, a number or null raw."""
+    def compile(
+        self, entry: Mapping[str, Any], raw: Collection[str] = ()
+    ) -> tuple[list[str], _Order | None]:
+        """The entry's canonical JSON cut at each marker: its segments with "" between each
+        two where a value goes (see _leaf); and the function putting values listed by marker
+        number into text order, None when that is their order already. A string's quotes
+        stay in the segments (see _quoted), the markers in `raw` lose theirs: the value that
+        goes there is JSON text of its own (a number, null)."""
         text = canonicalize(dict(entry)).decode("utf-8")
-        encoded = [canonicalize(m).decode("utf-8") for m in self._markers]
-        segments, order = _split(text, encoded)
+        cuts = []
+        for marker in self._markers:
+            quoted = canonicalize(marker).decode("utf-8")
+            cuts.append(quoted if marker in raw else quoted[1:-1])
+        segments, order = _split(text, cuts)
         pieces = [segments[0]]
         for segment in segments[1:]:
             pieces += ["", segment]
