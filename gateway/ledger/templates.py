@@ -16,7 +16,8 @@ generated decisions and values.
 The rest of an entry's cost is kept to a few C calls too: the previous decision's template
 is recognised by comparing the decision's shared values with its own (the very same objects
 when DecisionCache made the decisions, which tuple comparison settles without calling
-__eq__), a template is filled by one slice assignment and join, entry ids come from a pool of
+__eq__), values go in unescaped when one check of them all finds nothing to escape (see
+_quoted), a template is filled by one slice assignment and join, entry ids come from a pool of
 UUIDs drawn from os.urandom in bulk, and LeafRecords are built without the frozen dataclass's
 `__init__` (see _LeafRecordBuilder).
 """
@@ -50,6 +51,7 @@ __all__ = ["EntryShape", "OutcomeEntries", "TransferEntries", "random_uuid"]
 _LEAF_HASH: Final = sha256(b"\x00")  # RFC 9162 §2.1.1: a leaf hash is SHA-256(0x00 || leaf)
 _ShapeKey: TypeAlias = tuple[Any, ...]
 _Order: TypeAlias = Callable[[Sequence[str]], tuple[str, ...]]
+_Reasons: TypeAlias = tuple[tuple[tuple[str, str], ...], ...]  # a reasons override, frozen
 _string: Final = encode_basestring  # a str as a JSON string, escaped as RFC 8785 §3.2.2.2 does
 # What RFC 8785 writes as it is inside a JSON string, of ASCII: all but `"`, `\` and controls.
 _PLAIN: Final = bytes(c for c in range(0x20, 0x80) if c not in b'"\\')
@@ -216,7 +218,7 @@ class EntryShape:
     owner: object  # the TransferEntries' token: a shape is only good for its own transfer
     decision: Decision  # one decision of the shape (its subject id and evidence values unused)
     parts: tuple[Any, ...]  # _SHARED(decision.__dict__)
-    reasons: tuple[tuple[tuple[str, str], ...], ...] | None  # the `reasons` override, frozen
+    reasons: _Reasons | None  # the `reasons` override, frozen
     evidence_keys: tuple[str, ...]  # in the order the template takes their values
     evidence: Callable[[Mapping[str, str]], tuple[str, ...]]  # the values at evidence_keys
     pieces: list[str]  # the canonical JSON cut at the values' places (see _leaf), quotes kept
@@ -276,20 +278,20 @@ class TransferEntries:
         shape = self._last
         fields = decision.__dict__
         evidence = fields["evidence"]
+        frozen = None if reasons is None else _frozen(reasons)
         # The common case: the same shape as the previous decision. Its shared values are
         # mostly the very same objects, which tuple comparison settles without calling __eq__.
         if not (
-            reasons is None
-            and shape is not None
-            and shape.reasons is None
+            shape is not None
+            and shape.reasons == frozen
             and len(evidence) == len(shape.evidence_keys)
             and _SHARED(fields) == shape.parts
         ):
-            shape = self._last = self.shape(decision, reasons=reasons)
+            shape = self._last = self._shape(decision, reasons, frozen)
         try:
             values = shape.evidence(evidence)
         except KeyError:  # as many evidence keys as the last shape's, but not the same ones
-            shape = self._last = self.shape(decision, reasons=reasons)
+            shape = self._last = self._shape(decision, reasons, frozen)
             values = shape.evidence(evidence)
         return self._record(
             shape, entry_id, fields["subject_id"], subject_key, values, payload_sha256
@@ -301,7 +303,14 @@ class TransferEntries:
         """The shape of `decision`'s entries (with `reasons` in place of the decision's own,
         when given): all of an entry but its id, the subject id and key, the evidence's
         values and the payload hash. Built once per shape and kept."""
-        frozen_reasons = None if reasons is None else tuple(tuple(r.items()) for r in reasons)
+        return self._shape(decision, reasons, None if reasons is None else _frozen(reasons))
+
+    def _shape(
+        self,
+        decision: Decision,
+        reasons: Sequence[Mapping[str, str]] | None,
+        frozen_reasons: _Reasons | None,
+    ) -> EntryShape:
         parts = _SHARED(decision.__dict__)
         key = (parts, frozen_reasons, frozenset(decision.evidence))
         shape = self._shapes.get(key)
@@ -338,7 +347,7 @@ class TransferEntries:
         """`shape` but with the keys of `evidence`."""
         decision = shape.decision.model_copy(update={"evidence": dict(evidence)})
         reasons = None if shape.reasons is None else [dict(r) for r in shape.reasons]
-        return self.shape(decision, reasons=reasons)
+        return self._shape(decision, reasons, shape.reasons)
 
     def _record(
         self,
@@ -384,7 +393,7 @@ class TransferEntries:
         decision: Decision,
         parts: tuple[Any, ...],
         reasons: Sequence[Mapping[str, str]] | None,
-        frozen_reasons: tuple[tuple[tuple[str, str], ...], ...] | None,
+        frozen_reasons: _Reasons | None,
     ) -> EntryShape:
         """Canonicalize the shape with a unique marker at each varying value, then cut."""
         markers = _Markers()
@@ -423,6 +432,10 @@ class TransferEntries:
             legal_basis=decision.legal_basis.value,
             outcome=self._outcome.value,
         )
+
+
+def _frozen(reasons: Sequence[Mapping[str, str]]) -> _Reasons:
+    return tuple(tuple(r.items()) for r in reasons)
 
 
 def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, str]], tuple[str, ...]]:

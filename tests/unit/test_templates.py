@@ -355,7 +355,7 @@ def test_each_shared_value_tells_shapes_apart(request_: Request) -> None:
         entries = TransferEntries(
             contract=the_contract, outcome=Outcome.DENIED, transfer_id="t", time=NOW
         )
-        for name in (first, second, first):
+        for name in (first, second, first, first):  # the last takes the template before
             d, reasons = found[name]
             got = entries.record(d, subject_key="k", reasons=reasons, entry_id="e")
             want = to_record(
