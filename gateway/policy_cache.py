@@ -37,7 +37,6 @@ from gateway.policy import (
     ProvisionItem,
     _consent_evidence,  # the very evidence decide records: one definition
     _in_effect,
-    _present,
     decide,
 )
 
@@ -256,7 +255,7 @@ def _projection(
     event = state.consents.get(purpose)
     consent: Hashable = None
     if event is not None:
-        at = event.effective_at
+        at, notice, channel = event.effective_at, event.notice_version, event.channel
         placeable = at.utcoffset() is not None
         consent = (
             event.subject_id == subject_id,
@@ -264,8 +263,9 @@ def _projection(
             event.action is _GRANT,  # decide: anything but a grant is a withdrawal
             placeable,
             placeable and at > now,
-            _present(event.notice_version) is None,
-            _present(event.channel) is None,
+            # policy._present(...) is None: no evidence (None, or blank), inlined
+            notice is None or not notice.strip(),
+            channel is None or not channel.strip(),
             event.foreign_disclosure_version,
         )
     stops = state.discontinuances

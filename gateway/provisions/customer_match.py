@@ -76,6 +76,7 @@ RECORD_FIELDS: Final = (
 _RECORD_FIELDS: Final = frozenset(RECORD_FIELDS)
 _MEMBER_FIELD: Final = {"email_sha256": "email", "phone_sha256": "phone"}
 _GRANT: Final = ConsentAction.GRANT
+_subject_ok: Final = SUBJECT_ID_PATTERN.fullmatch  # a match (truthy) for a valid subject id
 _UNUSABLE: Final = (
     {
         "code": "no_identifier",
@@ -405,7 +406,7 @@ def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, s
         rejections.append(Rejection(line, subject, code, field, message))
 
     subject = raw.get("subject_id") if isinstance(raw, dict) else None
-    subject = subject if isinstance(subject, str) and _valid_subject(subject) else None
+    subject = subject if isinstance(subject, str) and _subject_ok(subject) else None
     if isinstance(raw, str):  # the reader could not parse this line
         reject("malformed_record", None, raw)
         return None
@@ -427,10 +428,6 @@ def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, s
             return None
         record[name] = value
     return record
-
-
-def _valid_subject(subject: str) -> bool:
-    return SUBJECT_ID_PATTERN.fullmatch(subject) is not None
 
 
 def _member_field(name: str) -> str:
