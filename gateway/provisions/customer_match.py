@@ -16,18 +16,19 @@ queued for it, or `denied` with the reasons.
 
 A chunk is ten thousand records of a handful of shapes, so what depends only on the shape is
 worked out once per chunk (`_Chunk`): the decision per kind of person (DecisionCache, bound per
-set of fields), the steps that transform a decision's fields, which of them a member sends;
-values are hashed one at a time by `identifiers.Hasher` and written straight to the member's
-bytes (`member_bytes_of`). tests/unit/test_plan_chunk.py holds the result to a plain planner
-that does all of it record by record, byte for byte.
+set of fields, shared by the kind: no Decision per person), its entries' shape (KindEntries),
+the steps that transform a decision's fields, which of them a member sends; values are hashed
+one at a time by `identifiers.Hasher` and written straight to the member's bytes
+(`member_bytes_of`). tests/unit/test_plan_chunk.py holds the result to a plain planner that
+does all of it record by record, byte for byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from gateway.adapters import InvalidMember
 from gateway.adapters.customer_match import (
@@ -51,12 +52,11 @@ from gateway.delivery.outbox import (
     SideWrite,
 )
 from gateway.identifiers import Hasher, Rejected, normalize_and_hash, transform_for
-from gateway.ledger.entries import Outcome
 from gateway.ledger.store import LeafRecord
-from gateway.ledger.templates import EntryShape, TransferEntries
 from gateway.models import ConsentAction, LegalBasis, SubjectState, Transform
 from gateway.policy import Decision
 from gateway.policy_cache import DecisionCache, Evidence, RequestDecisions
+from gateway.provisions.kind_entries import KindEntries
 
 __all__ = ["RECORD_FIELDS", "ChunkPlan", "UploadContext", "plan_chunk"]
 
@@ -125,11 +125,10 @@ class ChunkPlan:
 
 # One allowed person: (their kind's decision, their evidence, subject id, member bytes, the
 # bytes' SHA-256, subject key). The decision is shared (DecisionCache.decide_shared): the
-# entry takes the subject id and evidence apart (TransferEntries.record_shaped).
+# entry takes the subject id and evidence apart (KindEntries).
 _Queued = tuple[Decision, Evidence, str, bytes, str, str]
 _Send = Callable[[str, str | None], "str | Rejected"]  # (value, region) -> what is sent
 _Step = tuple[str, int, _Send]  # (record field, index in MEMBER_VALUES, what is sent for it)
-_T = TypeVar("_T")
 
 
 def plan_chunk(
@@ -155,7 +154,7 @@ class _Chunk:
     def __init__(self, ctx: UploadContext, now: datetime) -> None:
         self.ctx, self.now = ctx, now
         self.plan = ChunkPlan()
-        self.kinds = _Kinds(ctx, now)
+        self.kinds = KindEntries(contract=ctx.contract, transfer_id=ctx.transfer_id, time=now)
         self.denied: list[LeafRecord] = []
         # Allowed people by adPersonalization: denied, granted (adUserData is always granted).
         self._groups: tuple[list[_Queued], list[_Queued]] = ([], [])
@@ -178,7 +177,7 @@ class _Chunk:
         if not decision.allowed:
             code, message = self.kinds.denial(decision)
             self.plan.rejections.append(Rejection(line, subject, code, None, message))
-            self.denied.append(self.kinds.denied(decision, subject, key, evidence))
+            self.denied.append(self.kinds.denied(decision, evidence, subject, key))
             self.plan.count("denied")
             return
         fields = self._fields.get(decision.fields_sent)
@@ -190,7 +189,8 @@ class _Chunk:
         except InvalidMember as exc:  # no value Google can match survived normalization
             message = f"{exc}: nothing Google can match is left"
             self.plan.rejections.append(Rejection(line, subject, "no_identifier", None, message))
-            self.denied.append(self.kinds.unusable(decision, subject, key, evidence))
+            unsent = self.kinds.not_sent(decision)
+            self.denied.append(self.kinds.denied(unsent, evidence, subject, key, _UNUSABLE))
             self.plan.count("invalid")
             return
         if len(values) - values.count(None) == fields.filled:  # no value refused
@@ -198,7 +198,7 @@ class _Chunk:
         else:
             sent = _sent_fields(decision.fields_sent, values)
         if sent != decision.fields_sent:  # the log lists what was sent, never more
-            decision = self.kinds.trimmed(decision, sent)
+            decision = self.kinds.with_fields_sent(decision, sent)
         queued = (decision, evidence, subject, part, payload_sha256(part), key)
         self._group(state).append(queued)
         self.plan.count("allowed")
@@ -215,7 +215,10 @@ class _Chunk:
         """One ingest request for `members`, and their entries, contiguous in the append."""
         ctx, plan = self.ctx, self.plan
         offset = len(plan.records)
-        plan.records.extend(self.kinds.allowed(members))
+        allowed = self.kinds.allowed
+        plan.records.extend(
+            allowed(d, e, subject, key, sha) for d, e, subject, _, sha, key in members
+        )
         meta = DeliveryMeta(
             purpose=ctx.purpose,
             legal_basis=ctx.legal_basis.value,
@@ -307,78 +310,6 @@ class _Chunk:
         purpose = self._personalization
         event = None if purpose is None else state.consents.get(purpose)
         return self._groups[event is not None and event.action is _GRANT]
-
-
-class _Kinds:
-    """The entries of each kind of person (one shared decision): built from the decision's
-    entry shape, once per kind, with each person's subject id, key and evidence put in."""
-
-    def __init__(self, ctx: UploadContext, now: datetime) -> None:
-        self._allowed = TransferEntries(
-            contract=ctx.contract, outcome=Outcome.ALLOWED, transfer_id=ctx.transfer_id, time=now
-        )
-        self._denied = TransferEntries(
-            contract=ctx.contract, outcome=Outcome.DENIED, transfer_id=ctx.transfer_id, time=now
-        )
-        # (id of the decision, what) -> (the decision, kept alive so its id stays its own; what)
-        self._memo: dict[tuple[int, Hashable], tuple[Decision, Any]] = {}
-
-    def allowed(self, members: Sequence[_Queued]) -> Iterator[LeafRecord]:
-        """The `allowed` entries of queued people, in order."""
-        record, last, shape = self._allowed.record_shaped, None, None
-        for decision, evidence, subject, _, sha, key in members:
-            if decision is not last:  # people of one kind mostly come in runs
-                last, shape = decision, self._allowed_shape(decision)
-            assert shape is not None
-            yield record(
-                shape, subject_id=subject, subject_key=key, evidence=evidence, payload_sha256=sha
-            )
-
-    def _allowed_shape(self, decision: Decision) -> EntryShape:
-        return self._once(decision, "allowed", lambda: self._allowed.shape(decision))
-
-    def denied(self, decision: Decision, subject: str, key: str, evidence: Evidence) -> LeafRecord:
-        shape = self._once(decision, "denied", lambda: self._denied.shape(decision))
-        return self._denied.record_shaped(
-            shape, subject_id=subject, subject_key=key, evidence=evidence
-        )
-
-    def unusable(
-        self, decision: Decision, subject: str, key: str, evidence: Evidence
-    ) -> LeafRecord:
-        """The entry of an allowed person whose record had nothing usable: not sent."""
-
-        def shape() -> EntryShape:
-            unsent = decision.model_copy(update={"allowed": False, "fields_sent": ()})
-            return self._denied.shape(unsent, reasons=_UNUSABLE)
-
-        return self._denied.record_shaped(
-            self._once(decision, "unusable", shape),
-            subject_id=subject,
-            subject_key=key,
-            evidence=evidence,
-        )
-
-    def denial(self, decision: Decision) -> tuple[str, str]:
-        """The rejection's code and message for a denied kind."""
-
-        def denial() -> tuple[str, str]:
-            code = decision.reasons[0].code if decision.reasons else "denied"
-            message = "; ".join(r.message for r in decision.reasons if r.code)
-            return code, message or "denied by policy"
-
-        return self._once(decision, "denial", denial)
-
-    def trimmed(self, decision: Decision, sent: tuple[str, ...]) -> Decision:
-        """The kind's decision with only the fields the member sends."""
-        return self._once(decision, sent, lambda: decision.model_copy(update={"fields_sent": sent}))
-
-    def _once(self, decision: Decision, what: Hashable, build: Callable[[], _T]) -> _T:
-        found = self._memo.get((id(decision), what))
-        if found is None:
-            found = self._memo[id(decision), what] = (decision, build())
-        value: _T = found[1]
-        return value
 
 
 @dataclass(frozen=True, slots=True)
