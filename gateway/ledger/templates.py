@@ -18,8 +18,7 @@ is recognised by comparing the decision's shared values with its own (the very s
 when DecisionCache made the decisions, which tuple comparison settles without calling
 __eq__), values go in unescaped when one check of them all finds nothing to escape (see
 _quoted), a template is filled by one slice assignment and join, entry ids come from a pool of
-UUIDs drawn from os.urandom in bulk, and LeafRecords are built without the frozen dataclass's
-`__init__` (see _LeafRecordBuilder).
+UUIDs drawn from os.urandom in bulk.
 """
 
 from __future__ import annotations
@@ -27,8 +26,8 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, fields
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from hashlib import sha256
 from json.encoder import encode_basestring
 from operator import itemgetter
@@ -117,68 +116,6 @@ def _fresh_uuids() -> list[str]:
             column = column.translate(_VARIANT)
         out[place::_UUID_STEP] = column
     return out.decode().split()
-
-
-# --- LeafRecord, built fast -------------------------------------------------------------------
-
-_RECORD_FIELDS: Final = (
-    "leaf",
-    "leaf_hash",
-    "entry_id",
-    "transfer_id",
-    "time",
-    "subject_id",
-    "partner_id",
-    "purpose",
-    "legal_basis",
-    "outcome",
-    "retain_until",
-)
-_fields_now = (tuple(f.name for f in fields(LeafRecord)), LeafRecord.__slots__)
-if _fields_now != (_RECORD_FIELDS, _RECORD_FIELDS):  # pragma: no cover
-    raise ImportError("LeafRecord's fields changed: _LeafRecordBuilder must set them all")
-
-
-class _LeafRecordBuilder:
-    """Builds a LeafRecord at a third of the cost of its frozen dataclass __init__ (one
-    object.__setattr__ call per field): this class has LeafRecord's very slots and no
-    __setattr__ of its own, so its __init__ fills them with plain (specialized) attribute
-    stores; then the instance becomes a LeafRecord, which Python allows between classes of
-    the same layout. What comes out is a LeafRecord like any other: equal to the one its
-    constructor makes with these values, as frozen, hashed and compared the same."""
-
-    __slots__ = _RECORD_FIELDS
-
-    def __init__(
-        self,
-        leaf: bytes,
-        leaf_hash: bytes,
-        entry_id: str,
-        transfer_id: str,
-        time: datetime,
-        subject_id: str,
-        partner_id: str,
-        purpose: str,
-        legal_basis: str,
-        outcome: str,
-        retain_until: date,
-    ) -> None:
-        self.leaf = leaf
-        self.leaf_hash = leaf_hash
-        self.entry_id = entry_id
-        self.transfer_id = transfer_id
-        self.time = time
-        self.subject_id = subject_id
-        self.partner_id = partner_id
-        self.purpose = purpose
-        self.legal_basis = legal_basis
-        self.outcome = outcome
-        self.retain_until = retain_until
-        self.__class__ = LeafRecord  # type: ignore[assignment]
-
-
-# `LeafRecord(...)` with these values, positional in field order.
-_leaf_record: Final[Callable[..., LeafRecord]] = _LeafRecordBuilder  # type: ignore[assignment]
 
 
 def _quoted(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -374,7 +311,7 @@ class TransferEntries:
             raise CanonicalizationError("string holds a lone surrogate") from exc
         leaf_hash = _LEAF_HASH.copy()
         leaf_hash.update(leaf)
-        return _leaf_record(
+        return LeafRecord(
             leaf,
             leaf_hash.digest(),
             eid,
@@ -517,7 +454,7 @@ class OutcomeEntries:
         if self._order is not None:
             values = self._order(values)
         leaf, leaf_hash = _leaf(pieces, values)
-        return _leaf_record(
+        return LeafRecord(
             leaf,
             leaf_hash,
             eid,

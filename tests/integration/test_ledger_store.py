@@ -295,7 +295,7 @@ async def test_a_failed_append_leaves_nothing_behind(ledger: LedgerStore) -> Non
 
 
 def _fields(r: LeafRecord) -> dict[str, Any]:
-    return {name: getattr(r, name) for name in LeafRecord.__slots__}
+    return {name: getattr(r, name) for name in LeafRecord._fields}
 
 
 async def test_outbox_rows_are_written_with_the_entries_at_their_log_index(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -238,7 +237,7 @@ def context(contract: PartnerContract, region: str) -> UploadContext:
 def without_entry_id(record: LeafRecord) -> LeafRecord:
     """The record with its entry id (random, per entry) blanked out, in the leaf too."""
     leaf = record.leaf.replace(record.entry_id.encode(), b"(entry id)")
-    return replace(record, leaf=leaf, leaf_hash=b"", entry_id="")
+    return record._replace(leaf=leaf, leaf_hash=b"", entry_id="")
 
 
 def planned(
