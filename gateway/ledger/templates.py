@@ -303,17 +303,10 @@ class TransferEntries:
         values: Sequence[str] = _quoted((eid, *evidence, payload, subject_id, subject_key))
         if shape.order is not None:
             values = shape.order(values)
-        filled = pieces.copy()  # _leaf, inlined here
-        filled[1::2] = values
-        try:
-            leaf = "".join(filled).encode()
-        except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
-            raise CanonicalizationError("string holds a lone surrogate") from exc
-        leaf_hash = _LEAF_HASH.copy()
-        leaf_hash.update(leaf)
+        leaf, leaf_hash = _leaf(pieces, values)
         return LeafRecord(
             leaf,
-            leaf_hash.digest(),
+            leaf_hash,
             eid,
             self._transfer_id,
             self._time,
