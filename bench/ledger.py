@@ -55,9 +55,10 @@ from gateway.delivery.outbox import SideWrite
 from gateway.keyring import init_keyring
 from gateway.ledger.canonical import fast_path_applies
 from gateway.ledger.entries import Outcome, provision_entry, to_record
+from gateway.ledger.entry_ids import random_uuid
 from gateway.ledger.service import Ledger
 from gateway.ledger.store import LeafRecord
-from gateway.ledger.templates import TransferEntries, random_uuid
+from gateway.ledger.templates import TransferEntries
 from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
 from gateway.policy import Decision, ProvisionItem, decide
 from gateway.storage.postgres import PostgresStore

@@ -8,33 +8,28 @@ independently of its neighbours, so the canonical bytes of an entry are the cano
 its shared part with each varying value's own canonical form spliced in at its place.
 
 `TransferEntries` canonicalizes a shape once, with a unique marker string at every varying
-place, splits the result at the markers, and then builds each entry as segment + value +
-segment + ... : a handful of C-level string encodes instead of a walk of the whole entry.
-tests/unit/test_templates.py proves the bytes equal `to_record(provision_entry(...))` for
+place, splits the result at the markers (gateway/ledger/leaf_templates.py), and then builds
+each entry as segment + value + segment + ... : a handful of C-level string encodes instead
+of a walk of the whole entry. tests/unit/test_templates.py proves the bytes equal `to_record(provision_entry(...))` for
 generated decisions and values.
 
 The rest of an entry's cost is kept to a few C calls too: the previous decision's template
 is recognised by comparing the decision's shared values with its own (the very same objects
 when DecisionCache made the decisions, which tuple comparison settles without calling
 __eq__), values go in unescaped when one check of them all finds nothing to escape (see
-_quoted), a template is filled by one slice assignment and join, entry ids come from a pool of
-UUIDs drawn from os.urandom in bulk.
+leaf_templates.quoted), a template is filled by one slice assignment and join, entry ids come
+from a pool of UUIDs drawn from os.urandom in bulk (gateway/ledger/entry_ids.py).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from hashlib import sha256
-from json.encoder import encode_basestring
 from operator import itemgetter
 from typing import Any, Final, TypeAlias
 
 from gateway.contracts import PartnerContract
-from gateway.ledger.canonical import CanonicalizationError, canonicalize
 from gateway.ledger.entries import (
     Outcome,
     RecordingMethod,
@@ -42,18 +37,15 @@ from gateway.ledger.entries import (
     provision_entry,
     retain_until,
 )
+from gateway.ledger.entry_ids import random_uuid
+from gateway.ledger.leaf_templates import Markers, Order, fill_leaf, quoted
 from gateway.ledger.store import LeafRecord
 from gateway.policy import Decision
 
-__all__ = ["EntryShape", "OutcomeEntries", "TransferEntries", "random_uuid"]
+__all__ = ["EntryShape", "OutcomeEntries", "TransferEntries"]
 
-_LEAF_HASH: Final = sha256(b"\x00")  # RFC 9162 §2.1.1: a leaf hash is SHA-256(0x00 || leaf)
 _ShapeKey: TypeAlias = tuple[Any, ...]
-_Order: TypeAlias = Callable[[Sequence[str]], tuple[str, ...]]
 _Reasons: TypeAlias = tuple[tuple[tuple[str, str], ...], ...]  # a reasons override, frozen
-_string: Final = encode_basestring  # a str as a JSON string, escaped as RFC 8785 §3.2.2.2 does
-# What RFC 8785 writes as it is inside a JSON string, of ASCII: all but `"`, `\` and controls.
-_PLAIN: Final = bytes(c for c in range(0x20, 0x80) if c not in b'"\\')
 
 # What of a Decision an entry shares with every other person's entry of the same shape; the
 # subject id and the evidence values vary (the evidence's keys are part of the shape too).
@@ -70,78 +62,6 @@ _SHARED: Final = itemgetter(
     "fields_sent",
     "fields_dropped",
 )
-
-# --- entry ids --------------------------------------------------------------------------------
-
-_UUID_BATCH: Final = 256  # ids drawn per os.urandom call
-# RFC 9562 §5.4 spelled 8-4-4-4-12 (36 characters; a space after each id in a batch): the
-# version digit (the 13th hex digit) is 4, the variant digit (the 17th) 8, 9, a or b.
-_UUID_BLANKS: Final = b"00000000-0000-4000-8000-000000000000 " * _UUID_BATCH
-_UUID_STEP: Final = 37
-# (hex digit of the 32, its place among the 37 characters): all but the version digit.
-_UUID_PLACES: Final = tuple(
-    (digit, digit + (digit >= 8) + (digit >= 12) + (digit >= 16) + (digit >= 20))
-    for digit in range(32)
-    if digit != 12
-)
-_VARIANT_DIGIT: Final = 16
-# A random hex digit to the variant's: 0b10 then the digit's two low bits, which stay random.
-_VARIANT: Final = bytes.maketrans(b"0123456789abcdef", b"89ab" * 4)
-_uuids: list[str] = []  # formatted, not handed out yet; list.pop is atomic under the GIL
-# A forked child must not hand out the ids its parent will (the random module does the same).
-os.register_at_fork(after_in_child=_uuids.clear)
-
-
-def random_uuid() -> str:
-    """A random (version 4) UUID, RFC 9562 §5.4, spelled as str(uuid.uuid4()) spells it:
-    122 bits from os.urandom, drawn 256 ids at a time. uuid4() costs several times as much
-    (a syscall and a UUID object per call), which shows when a million entries are built."""
-    try:
-        return _uuids.pop()
-    except IndexError:
-        fresh = _fresh_uuids()
-        _uuids.extend(fresh[1:])
-        return fresh[0]
-
-
-def _fresh_uuids() -> list[str]:
-    """_UUID_BATCH random UUIDs, formatted a column at a time: each hex digit of every id is
-    copied into its place in all of them by one strided slice assignment (C loops, not a
-    Python one per id), then the batch is cut at the spaces."""
-    digits = os.urandom(16 * _UUID_BATCH).hex().encode()
-    out = bytearray(_UUID_BLANKS)
-    for digit, place in _UUID_PLACES:
-        column = digits[digit::32]
-        if digit == _VARIANT_DIGIT:
-            column = column.translate(_VARIANT)
-        out[place::_UUID_STEP] = column
-    return out.decode().split()
-
-
-def _quoted(values: tuple[str, ...]) -> tuple[str, ...]:
-    """`values` as they go between the quotes a template has around each string's place:
-    escaped as RFC 8785 §3.2.2.2 escapes strings (the C JSON encoder's escaping). Mostly
-    there is nothing to escape, which one check of all of them at once finds."""
-    plain = "".join(values)
-    if plain.isascii() and not plain.encode().translate(None, _PLAIN):
-        return values
-    return tuple(_string(value)[1:-1] for value in values)
-
-
-def _leaf(pieces: list[str], values: Sequence[str]) -> tuple[bytes, bytes]:
-    """The leaf of a template (`pieces`: its text cut at the values' places, with "" where
-    each value goes) filled with `values` (in text order), and its leaf hash. Raises
-    CanonicalizationError for a lone surrogate."""
-    filled = pieces.copy()
-    filled[1::2] = values  # ValueError unless there are exactly as many values as places
-    try:
-        leaf = "".join(filled).encode()
-    except UnicodeEncodeError as exc:  # RFC 8785 §3.2.2.2: lone surrogates are refused
-        raise CanonicalizationError("string holds a lone surrogate") from exc
-    digest = _LEAF_HASH.copy()
-    digest.update(leaf)
-    return leaf, digest.digest()
-
 
 # --- provision entries ------------------------------------------------------------------------
 
@@ -160,7 +80,7 @@ class EntryShape:
     evidence: Callable[[Mapping[str, str]], tuple[str, ...]]  # the values at evidence_keys
     pieces: list[str]  # the canonical JSON cut at the values' places (see _leaf), quotes kept
     pieces_null: list[str]  # the same with the payload hash's quotes gone: for a null
-    order: _Order | None  # (id, *evidence, payload, subject id, key) to text order; None: same
+    order: Order | None  # (id, *evidence, payload, subject id, key) to text order; None: same
     purpose: str
     legal_basis: str
     outcome: str
@@ -300,10 +220,10 @@ class TransferEntries:
             pieces, payload = shape.pieces_null, "null"
         else:
             pieces, payload = shape.pieces, payload_sha256
-        values: Sequence[str] = _quoted((eid, *evidence, payload, subject_id, subject_key))
+        values: Sequence[str] = quoted((eid, *evidence, payload, subject_id, subject_key))
         if shape.order is not None:
             values = shape.order(values)
-        leaf, leaf_hash = _leaf(pieces, values)
+        leaf, leaf_hash = fill_leaf(pieces, values)
         return LeafRecord(
             leaf,
             leaf_hash,
@@ -326,7 +246,7 @@ class TransferEntries:
         frozen_reasons: _Reasons | None,
     ) -> EntryShape:
         """Canonicalize the shape with a unique marker at each varying value, then cut."""
-        markers = _Markers()
+        markers = Markers()
         # Markers in the order _record lists the values, which is their order in the text
         # when the evidence keys are in RFC 8785 order (by UTF-16 code units, §3.2.3).
         entry_id = markers.new()
@@ -399,7 +319,7 @@ class OutcomeEntries:
         reasons: Sequence[Mapping[str, str]] = (),
         new_id: Callable[[], str] = random_uuid,
     ) -> None:
-        markers = _Markers()
+        markers = Markers()
         # Markers in the order `record` lists the values, their order in the text too.
         entry_id = markers.new()
         payload = markers.new()
@@ -443,10 +363,10 @@ class OutcomeEntries:
             pieces, payload = self._pieces_null, "null"
         else:
             pieces, payload = self._pieces, payload_sha256
-        values: Sequence[str] = _quoted((eid, payload, str(refers_to), subject_id, subject_key))
+        values: Sequence[str] = quoted((eid, payload, str(refers_to), subject_id, subject_key))
         if self._order is not None:
             values = self._order(values)
-        leaf, leaf_hash = _leaf(pieces, values)
+        leaf, leaf_hash = fill_leaf(pieces, values)
         return LeafRecord(
             leaf,
             leaf_hash,
@@ -460,51 +380,3 @@ class OutcomeEntries:
             self._outcome,
             self._retain_until,
         )
-
-
-class _Markers:
-    """Unique marker strings standing where a template's values go."""
-
-    def __init__(self) -> None:
-        self._token = secrets.token_hex(8)
-        self._markers: list[str] = []
-
-    def new(self) -> str:
-        self._markers.append(f"\x00slot{len(self._markers)}-{self._token}\x00")
-        return self._markers[-1]
-
-    def compile(
-        self, entry: Mapping[str, Any], raw: Collection[str] = ()
-    ) -> tuple[list[str], _Order | None]:
-        """The entry's canonical JSON cut at each marker: its segments with "" between each
-        two where a value goes (see _leaf); and the function putting values listed by marker
-        number into text order, None when that is their order already. A string's quotes
-        stay in the segments (see _quoted), the markers in `raw` lose theirs: the value that
-        goes there is JSON text of its own (a number, null)."""
-        text = canonicalize(dict(entry)).decode("utf-8")
-        cuts = []
-        for marker in self._markers:
-            quoted = canonicalize(marker).decode("utf-8")
-            cuts.append(quoted if marker in raw else quoted[1:-1])
-        segments, order = _split(text, cuts)
-        pieces = [segments[0]]
-        for segment in segments[1:]:
-            pieces += ["", segment]
-        if order == tuple(range(len(order))):
-            return pieces, None
-        return pieces, itemgetter(*order) if len(order) > 1 else (lambda v: (v[order[0]],))
-
-
-def _split(text: str, encoded: Sequence[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """`text` cut at each marker (each must occur exactly once), and the markers' indexes in
-    the order they occur. Raises AssertionError when a marker is missing or repeated."""
-    for marker in encoded:
-        assert text.count(marker) == 1, "a slot marker is missing or occurs twice"
-    found = sorted((text.index(marker), index) for index, marker in enumerate(encoded))
-    segments = []
-    start = 0
-    for position, index in found:
-        segments.append(text[start:position])
-        start = position + len(encoded[index])
-    segments.append(text[start:])
-    return tuple(segments), tuple(index for _, index in found)

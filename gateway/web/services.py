@@ -14,8 +14,8 @@ from gateway.contracts import PartnerContract
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
 from gateway.keyring import PSEUDONYMIZATION, Keyring
+from gateway.ledger.entry_ids import random_uuid
 from gateway.ledger.service import Ledger
-from gateway.ledger.templates import random_uuid
 from gateway.sandbox import SandboxState
 from gateway.settings import Settings
 from gateway.storage import Store

@@ -22,8 +22,9 @@ from gateway.ledger.entries import (
     provision_entry,
     to_record,
 )
+from gateway.ledger.entry_ids import random_uuid
 from gateway.ledger.store import LeafRecord
-from gateway.ledger.templates import OutcomeEntries, TransferEntries, random_uuid
+from gateway.ledger.templates import OutcomeEntries, TransferEntries
 from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
 from gateway.policy import Decision, ProvisionItem, Reason, decide
 
