@@ -10,8 +10,8 @@ its shared part with each varying value's own canonical form spliced in at its p
 `TransferEntries` canonicalizes a shape once, with a unique marker string at every varying
 place, splits the result at the markers (gateway/ledger/leaf_templates.py), and then builds
 each entry as segment + value + segment + ... : a handful of C-level string encodes instead
-of a walk of the whole entry. tests/unit/test_templates.py proves the bytes equal `to_record(provision_entry(...))` for
-generated decisions and values.
+of a walk of the whole entry. tests/unit/test_templates.py proves the bytes equal
+`to_record(provision_entry(...))` for generated decisions and values.
 
 The rest of an entry's cost is kept to a few C calls too: the previous decision's template
 is recognised by comparing the decision's shared values with its own (the very same objects
