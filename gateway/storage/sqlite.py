@@ -259,10 +259,12 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         self._closed = True
         try:
             await _in_worker(self._reader_executor, self._reader.close)
-            await _in_worker(self._executor, self._conn.close)
         finally:
-            self._executor.shutdown(wait=False)
-            self._reader_executor.shutdown(wait=False)
+            try:
+                await _in_worker(self._executor, self._conn.close)
+            finally:
+                self._executor.shutdown(wait=False)
+                self._reader_executor.shutdown(wait=False)
 
     async def execute_sql(self, sql: str, *params: object) -> list[tuple[Any, ...]]:
         """Run one raw statement in its own transaction (tests, maintenance). Raises
