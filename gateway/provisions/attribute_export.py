@@ -37,9 +37,7 @@ from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import ExportFormat
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import (
-    DeliveryMeta,
     NewJob,
-    OutboxRow,
     Rejection,
 )
 from gateway.errors import FieldError, ValidationFailed
@@ -212,29 +210,20 @@ def _queue(
     ctx: _Export, plan: ChunkPlan, entries: TransferEntries, rows: Sequence[_Row], now: datetime
 ) -> None:
     """One file (header and rows) for `rows`, and their entries, contiguous in the append."""
-    offset = len(plan.records)
-    for r in rows:
-        plan.records.append(entries.record(r.decision, subject_key=r.key, payload_sha256=r.sha))
     head = header_bytes(ctx.fmt) if ctx.fmt.header else b""
-    meta = DeliveryMeta(
+    plan.request(
+        (entries.record(r.decision, subject_key=r.key, payload_sha256=r.sha) for r in rows),
+        subjects=tuple((r.decision.subject_id, r.key, r.sha) for r in rows),
+        delivery_id=ctx.planner.new_id(),
+        job_id=ctx.job_id,
+        partner_id=ctx.contract.id,
+        operation=OPERATION,
+        transfer_id=ctx.transfer_id,
         purpose=ctx.request.purpose,
         legal_basis=ctx.request.legal_basis.value,
-        subjects=tuple((r.decision.subject_id, r.key, r.sha) for r in rows),
-    )
-    plan.writes.append(
-        OutboxRow(
-            delivery_id=ctx.planner.new_id(),
-            job_id=ctx.job_id,
-            partner_id=ctx.contract.id,
-            operation=OPERATION,
-            transfer_id=ctx.transfer_id,
-            entries_offset=offset,
-            entry_count=len(rows),
-            content_type=content_type(ctx.fmt),
-            payload=head + b"".join(r.data for r in rows),
-            meta=meta.encode(),
-            created_at=now,
-        )
+        content_type=content_type(ctx.fmt),
+        payload=head + b"".join(r.data for r in rows),
+        now=now,
     )
 
 

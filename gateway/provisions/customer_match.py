@@ -25,7 +25,7 @@ does all of it record by record, byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -110,6 +110,45 @@ class ChunkPlan:
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    def request(
+        self,
+        entries: Iterable[LeafRecord],
+        *,
+        subjects: tuple[tuple[str, str, str], ...],
+        delivery_id: str,
+        job_id: str,
+        partner_id: str,
+        operation: str,
+        transfer_id: str,
+        purpose: str,
+        legal_basis: str,
+        content_type: str,
+        payload: bytes,
+        now: datetime,
+    ) -> None:
+        """One outbox request and the entries of its people (one each, in `subjects` order:
+        subject id, subject key, payload SHA-256), contiguous in the append, the row pointing
+        at them. What every planner queues a request with."""
+        offset = len(self.records)
+        self.records.extend(entries)
+        assert len(self.records) - offset == len(subjects), "one entry per person"
+        meta = DeliveryMeta(purpose=purpose, legal_basis=legal_basis, subjects=subjects)
+        self.writes.append(
+            OutboxRow(
+                delivery_id=delivery_id,
+                job_id=job_id,
+                partner_id=partner_id,
+                operation=operation,
+                transfer_id=transfer_id,
+                entries_offset=offset,
+                entry_count=len(subjects),
+                content_type=content_type,
+                payload=payload,
+                meta=meta.encode(),
+                created_at=now,
+            )
+        )
 
     def close(
         self, job_id: str, denied: Sequence[LeafRecord], *, done: int, last: bool, now: datetime
@@ -213,32 +252,21 @@ class _Chunk:
 
     def _queue(self, flags: ConsentFlags, members: Sequence[_Queued]) -> None:
         """One ingest request for `members`, and their entries, contiguous in the append."""
-        ctx, plan = self.ctx, self.plan
-        offset = len(plan.records)
+        ctx = self.ctx
         allowed = self.kinds.allowed
-        plan.records.extend(
-            allowed(d, e, subject, key, sha) for d, e, subject, _, sha, key in members
-        )
-        meta = DeliveryMeta(
+        self.plan.request(
+            (allowed(d, e, subject, key, sha) for d, e, subject, _, sha, key in members),
+            subjects=tuple((subject, key, sha) for _, _, subject, _, sha, key in members),
+            delivery_id=ctx.new_id(),
+            job_id=ctx.job_id,
+            partner_id=ctx.contract.id,
+            operation=OPERATION,
+            transfer_id=ctx.transfer_id,
             purpose=ctx.purpose,
             legal_basis=ctx.legal_basis.value,
-            subjects=tuple((subject, key, sha) for _, _, subject, _, sha, key in members),
-        )
-        body = encode_ingest_parts(ctx.destination, [m[3] for m in members], flags)
-        plan.writes.append(
-            OutboxRow(
-                delivery_id=ctx.new_id(),
-                job_id=ctx.job_id,
-                partner_id=ctx.contract.id,
-                operation=OPERATION,
-                transfer_id=ctx.transfer_id,
-                entries_offset=offset,
-                entry_count=len(members),
-                content_type=CONTENT_TYPE,
-                payload=body,
-                meta=meta.encode(),
-                created_at=self.now,
-            )
+            content_type=CONTENT_TYPE,
+            payload=encode_ingest_parts(ctx.destination, [m[3] for m in members], flags),
+            now=self.now,
         )
 
     def _decide(
