@@ -31,7 +31,7 @@ from gateway.consent_import import DEFAULT_BATCH_SIZE, ImportResult, import_cons
 from gateway.storage import ConsentRow, ConsentStore
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
-from gateway.storage.sqlite import connect as sqlite_connect
+from gateway.storage.sqlite_connect import connect as sqlite_connect
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PURPOSES = frozenset({"ad_customer_match", "fraud_detection", "attribute_estimation"})

@@ -63,7 +63,7 @@ from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
 from gateway.policy import Decision, ProvisionItem, decide
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
-from gateway.storage.sqlite import connect as sqlite_connect
+from gateway.storage.sqlite_connect import connect as sqlite_connect
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

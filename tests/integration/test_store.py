@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -371,10 +372,13 @@ async def test_sqlite_reads_do_not_queue_behind_a_write_under_way(tmp_path: Path
             )
         )
         await asyncio.sleep(0.01)  # the write is under way
-        states = await store.subject_states(["m-1"])
+        states = await store.subject_states(["m-1"])  # a lookup, on the loop's connection
+        many = await store.subject_states([f"m-{n}" for n in range(1, 50)])  # a scan
         client_row = await store.get_client("nobody")
-        assert not writing.done()  # answered while the write still ran: another connection
+        assert not writing.done()  # answered while the write still ran: other connections
         assert states["m-1"].consents["ads"].notice_version == "pn-1"
+        assert many["m-1"] == states["m-1"]
+        assert many["m-49"].consents == {}
         assert client_row is None
         await writing
     finally:
@@ -388,6 +392,35 @@ async def test_sqlite_reads_see_what_a_finished_write_committed(tmp_path: Path) 
             await store.append_consent_events([grant("m-1", "ads", NOW, notice=f"pn-{n}")])
             states = await store.subject_states(["m-1"])
             assert states["m-1"].consents["ads"].notice_version == f"pn-{n}"
+    finally:
+        await store.close()
+
+
+async def test_sqlite_lookups_run_on_the_loop_and_a_busy_one_goes_to_the_reader(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3")
+    threads: list[str] = []
+
+    def lookup(conn: sqlite3.Connection) -> int:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:  # what SQLite raises when a read would wait for a lock
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise busy
+        return int(conn.execute("SELECT 7").fetchone()[0])
+
+    def broken(conn: sqlite3.Connection) -> None:
+        threads.append(threading.current_thread().name)
+        conn.execute("SELECT * FROM no_such_table")
+
+    try:
+        assert await store._lookup(lookup) == 7
+        assert threads == [threading.current_thread().name, "sqlite-reader_0"]
+        threads.clear()
+        with pytest.raises(StorageError, match="no_such_table"):  # not busy: no second try
+            await store._lookup(broken)
+        assert threads == [threading.current_thread().name]
     finally:
         await store.close()
 
