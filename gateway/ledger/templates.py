@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Final, TypeAlias
 
@@ -36,13 +36,14 @@ from gateway.ledger.entries import (
     outcome_entry,
     provision_entry,
     retain_until,
+    utc_text,
 )
 from gateway.ledger.entry_ids import random_uuid
 from gateway.ledger.leaf_templates import Markers, Order, fill_leaf, quoted
 from gateway.ledger.store import LeafRecord
 from gateway.policy import Decision
 
-__all__ = ["EntryShape", "OutcomeEntries", "TransferEntries"]
+__all__ = ["EntryShape", "EntryTemplates", "OutcomeEntries", "TransferEntries"]
 
 _ShapeKey: TypeAlias = tuple[Any, ...]
 _Reasons: TypeAlias = tuple[tuple[tuple[str, str], ...], ...]  # a reasons override, frozen
@@ -68,11 +69,13 @@ _SHARED: Final = itemgetter(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class EntryShape:
-    """One decision shape's template in one TransferEntries: what the entries of every person
-    whose decision shares these values have in common. Get it with `TransferEntries.shape`
-    and hand it to `TransferEntries.record_shaped`; its fields are internal."""
+    """One decision shape's template for one partner, outcome and recording method: what the
+    entries of every person whose decision shares these values have in common, in any
+    transfer. Get it with `TransferEntries.shape` and hand it to `TransferEntries.record_shaped`
+    (of a transfer with the same partner, outcome and method); its fields are internal."""
 
-    owner: object  # the TransferEntries' token: a shape is only good for its own transfer
+    contract: PartnerContract  # the very object: a shape is only good for its own contract
+    method: RecordingMethod
     decision: Decision  # one decision of the shape (its subject id and evidence values unused)
     parts: tuple[Any, ...]  # _SHARED(decision.__dict__)
     reasons: _Reasons | None  # the `reasons` override, frozen
@@ -80,19 +83,47 @@ class EntryShape:
     evidence: Callable[[Mapping[str, str]], tuple[str, ...]]  # the values at evidence_keys
     pieces: list[str]  # the canonical JSON cut at the values' places (see _leaf), quotes kept
     pieces_null: list[str]  # the same with the payload hash's quotes gone: for a null
-    order: Order | None  # (id, *evidence, payload, subject id, key) to text order; None: same
+    # (id, *evidence, payload, subject id, key, transfer id, time, retain until) to text
+    # order; None: the same
+    order: Order | None
     purpose: str
     legal_basis: str
     outcome: str
+
+
+class EntryTemplates:
+    """Entry shapes kept across transfers, so a transfer of a shape seen before (every fraud
+    check of one partner, every chunk of an upload) canonicalizes nothing: the transfer id,
+    time and retention date are values of the template like the subject's. Bounded: past
+    `limit` shapes (a contract reloaded many times, say) it starts afresh. One process-wide
+    instance serves every TransferEntries not given its own."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._shapes: dict[_ShapeKey, EntryShape] = {}
+
+    def get(self, key: _ShapeKey) -> EntryShape | None:
+        return self._shapes.get(key)
+
+    def put(self, key: _ShapeKey, shape: EntryShape) -> None:
+        if len(self._shapes) >= self._limit:
+            self._shapes.clear()
+        self._shapes[key] = shape
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
+_TEMPLATES: Final = EntryTemplates()
 
 
 class TransferEntries:
     """Builds the provision entries of one transfer (one outcome, one time) as LeafRecords.
 
     Equivalent to `to_record(provision_entry(...))` for each decision, byte for byte, at a
-    fraction of the cost once a decision shape has been seen. `record` takes any decision;
-    `shape` + `record_shaped` let a bulk caller that knows which people share a decision
-    shape skip building a Decision per person.
+    fraction of the cost once a decision shape has been seen, in this transfer or another
+    (`templates`). `record` takes any decision; `shape` + `record_shaped` let a bulk caller
+    that knows which people share a decision shape skip building a Decision per person.
     """
 
     def __init__(
@@ -104,17 +135,20 @@ class TransferEntries:
         time: datetime,
         method: RecordingMethod = RecordingMethod.SINGLE,
         new_id: Callable[[], str] = random_uuid,
+        templates: EntryTemplates = _TEMPLATES,
     ) -> None:
         self._contract = contract
         self._partner_id = contract.id
         self._outcome = outcome
         self._transfer_id = transfer_id
-        self._time = time
+        self._time = time.astimezone(UTC)  # as to_record gives it (the leaf says the same)
         self._method = method
         self._new_id = new_id
         self._retain_until = retain_until(time, method)
-        self._token = object()
-        self._shapes: dict[_ShapeKey, EntryShape] = {}
+        # The values every entry of this transfer puts in the template's last three places.
+        self._fixed = quoted((transfer_id, utc_text(time), self._retain_until.isoformat()))
+        self._scope = (id(contract), outcome, method)  # the shape holds the contract: no reuse
+        self._templates = templates
         self._last: EntryShape | None = None  # the shape `record` took last
 
     @property
@@ -169,10 +203,11 @@ class TransferEntries:
         frozen_reasons: _Reasons | None,
     ) -> EntryShape:
         parts = _SHARED(decision.__dict__)
-        key = (parts, frozen_reasons, frozenset(decision.evidence))
-        shape = self._shapes.get(key)
-        if shape is None:
-            shape = self._shapes[key] = self._build_shape(decision, parts, reasons, frozen_reasons)
+        key = (self._scope, parts, frozen_reasons, frozenset(decision.evidence))
+        shape = self._templates.get(key)
+        if shape is None or shape.contract is not self._contract:
+            shape = self._build_shape(decision, parts, reasons, frozen_reasons)
+            self._templates.put(key, shape)
         return shape
 
     def record_shaped(
@@ -188,9 +223,14 @@ class TransferEntries:
         """Exactly `record(decision, ...)` for a decision of this `shape` (`self.shape(...)`)
         with this subject id and evidence, without a Decision. Evidence with other keys than
         the shape's takes the template of its own keys (built once). Raises ValueError for a
-        shape of another TransferEntries; CanonicalizationError for a lone surrogate."""
-        if shape.owner is not self._token:
-            raise ValueError("the shape belongs to another TransferEntries")
+        shape of another contract, outcome or recording method; CanonicalizationError for a
+        lone surrogate."""
+        if (
+            shape.contract is not self._contract
+            or shape.outcome != self._outcome.value
+            or shape.method is not self._method
+        ):
+            raise ValueError("the shape belongs to another contract, outcome or method")
         if len(evidence) != len(shape.evidence_keys):
             shape = self._with_evidence(shape, evidence)
         try:
@@ -220,7 +260,9 @@ class TransferEntries:
             pieces, payload = shape.pieces_null, "null"
         else:
             pieces, payload = shape.pieces, payload_sha256
-        values: Sequence[str] = quoted((eid, *evidence, payload, subject_id, subject_key))
+        values: Sequence[str] = (
+            quoted((eid, *evidence, payload, subject_id, subject_key)) + self._fixed
+        )
         if shape.order is not None:
             values = shape.order(values)
         leaf, leaf_hash = fill_leaf(pieces, values)
@@ -254,22 +296,28 @@ class TransferEntries:
         evidence = {k: markers.new() for k in evidence_keys}
         payload = markers.new()  # a string or null: one template with its quotes, one without
         subject_id = markers.new()
+        subject_key, transfer_id, time, retain = (markers.new() for _ in range(4))
         entry = provision_entry(
             decision=decision.model_copy(update={"evidence": evidence, "subject_id": subject_id}),
             contract=self._contract,
             outcome=self._outcome,
-            transfer_id=self._transfer_id,
+            transfer_id=transfer_id,
             entry_id=entry_id,
             time=self._time,
-            subject_key=markers.new(),
+            subject_key=subject_key,
             payload_sha256=payload,
             reasons=reasons,
             method=self._method,
         )
+        # The two values provision_entry derives from the time become places too (the
+        # hypothesis tests hold every transfer's bytes to the general builder's).
+        entry["time"] = time
+        entry["recording"] = {**entry["recording"], "retain_until": retain}
         pieces, order = markers.compile(entry)
         pieces_null, _ = markers.compile(entry, raw={payload})
         return EntryShape(
-            owner=self._token,
+            contract=self._contract,
+            method=self._method,
             decision=decision,
             parts=parts,
             reasons=frozen_reasons,
@@ -345,7 +393,7 @@ class OutcomeEntries:
         self._pieces_null, _ = markers.compile(entry, raw={refers_to, payload})
         self._new_id = new_id
         self._transfer_id = transfer_id
-        self._time = time
+        self._time = time.astimezone(UTC)  # as to_record gives it (the leaf says the same)
         self._partner_id = contract.id
         self._purpose = purpose
         self._legal_basis = legal_basis or ""

@@ -40,8 +40,9 @@ from gateway.contracts import PartnerContract, Purpose
 from gateway.delivery.breaker import BreakerState, CircuitBreaker
 from gateway.delivery.transport import Transport, TransportError, is_retryable_status
 from gateway.errors import FieldError, NotFound, ValidationFailed
-from gateway.ledger.entries import Outcome, provision_entry, receipt_entry, to_record
+from gateway.ledger.entries import Outcome, receipt_entry, to_record
 from gateway.ledger.service import Ledger
+from gateway.ledger.templates import TransferEntries
 from gateway.models import PartnerKind, SubjectState
 from gateway.policy import Decision, ProvisionItem, decide
 from gateway.storage import Store
@@ -291,18 +292,17 @@ class FraudChecks:
         if call is not None and call.reason is not None:
             reasons = [*_policy_reasons(decision), _reason(call.reason)]
         sent = request is not None and call is not None and call.sent
-        provision = provision_entry(
-            decision=decision,
-            contract=route.contract,
-            outcome=outcome,
-            transfer_id=check_id,
-            entry_id=self._new_id(),
-            time=now,
+        # The provision's template is made once per partner and decision shape, not per check.
+        provision = TransferEntries(
+            contract=route.contract, outcome=outcome, transfer_id=check_id, time=now
+        ).record(
+            decision,
             subject_key=key,
             payload_sha256=_sha256(request) if sent and request is not None else None,
             reasons=reasons,
+            entry_id=self._new_id(),
         )
-        records = [to_record(provision)]
+        records = [provision]
         if call is not None and call.verdict is not None:
             receipt = receipt_entry(
                 contract=route.contract,

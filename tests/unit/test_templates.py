@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -24,12 +24,13 @@ from gateway.ledger.entries import (
 )
 from gateway.ledger.entry_ids import random_uuid
 from gateway.ledger.store import LeafRecord
-from gateway.ledger.templates import OutcomeEntries, TransferEntries
+from gateway.ledger.templates import EntryTemplates, OutcomeEntries, TransferEntries
 from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
 from gateway.policy import Decision, ProvisionItem, Reason, decide
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+JST = timezone(timedelta(hours=9))
 PURPOSE = "ad_customer_match"
 FIELDS = ("email", "phone", "given_name", "region_code", "postal_code", "shoe_size")
 
@@ -64,6 +65,10 @@ text = st.text(st.characters(codec="utf-8"), max_size=30) | st.text(
     st.characters(max_codepoint=0x7F), max_size=30
 )
 payloads = st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | text
+# Any instant, in any offset: a template made at one time serves transfers at every other.
+times = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.timezones()
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -77,6 +82,8 @@ payloads = st.none() | st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | text
     entry_id=text,
     outcome=st.sampled_from(Outcome),
     method=st.sampled_from(RecordingMethod),
+    transfer_id=st.from_regex(r"[0-9a-f-]{36}", fullmatch=True) | text,
+    time=times,
 )
 def test_record_equals_the_general_builder(
     subject: str,
@@ -88,17 +95,25 @@ def test_record_equals_the_general_builder(
     entry_id: str,
     outcome: Outcome,
     method: RecordingMethod,
+    transfer_id: str,
+    time: datetime,
 ) -> None:
+    the_contract = contract()
     d = decision("s-1", fields, consented).model_copy(update={"subject_id": subject})
     if d.evidence:  # any string may stand in an evidence value: quotes, controls, emoji
         first = next(iter(d.evidence))
         d = d.model_copy(update={"evidence": {**d.evidence, first: evidence_value}})
-    common = {"outcome": outcome, "transfer_id": "t-1", "time": NOW, "method": method}
-    entries = TransferEntries(contract=contract(), **common)  # type: ignore[arg-type]
+    # An earlier transfer made the template, at another time with another id.
+    earlier = TransferEntries(
+        contract=the_contract, outcome=outcome, transfer_id="t-0", time=NOW, method=method
+    )
+    common = {"outcome": outcome, "transfer_id": transfer_id, "time": time, "method": method}
+    entries = TransferEntries(contract=the_contract, **common)  # type: ignore[arg-type]
+    assert entries.shape(d) is earlier.shape(d)
     want = to_record(
         provision_entry(
             decision=d,
-            contract=contract(),
+            contract=the_contract,
             entry_id=entry_id,
             subject_key=key,
             payload_sha256=payload,
@@ -398,12 +413,23 @@ def test_record_shaped_takes_any_evidence_but_only_its_own_shapes() -> None:
         "time": NOW,
     }
     entries = TransferEntries(**common)
-    other = TransferEntries(**common)
     d = decision("s-1", ("email",), True)
     shape = entries.shape(d)
     assert entries.shape(d.model_copy(update={"subject_id": "s-2"})) is shape
-    with pytest.raises(ValueError, match="another TransferEntries"):
-        other.record_shaped(shape, subject_id="s", subject_key="k", evidence=d.evidence)
+    later = TransferEntries(**(common | {"transfer_id": "t-2"}))  # the same kind of transfer
+    got = later.record_shaped(shape, subject_id="s", subject_key="k", evidence=d.evidence)
+    person = d.model_copy(update={"subject_id": "s"})
+    want = provision_entry(
+        decision=person, subject_key="k", entry_id=got.entry_id, **(common | {"transfer_id": "t-2"})
+    )
+    assert got == to_record(want)
+    for other in (
+        TransferEntries(**(common | {"outcome": Outcome.DELIVERED})),
+        TransferEntries(**(common | {"method": RecordingMethod.COMBINED})),
+        TransferEntries(**(common | {"contract": contract()})),  # an equal contract, reloaded
+    ):
+        with pytest.raises(ValueError, match="another contract, outcome or method"):
+            other.record_shaped(shape, subject_id="s", subject_key="k", evidence=d.evidence)
     first = next(iter(d.evidence))
     renamed = {**d.evidence, "not_" + first: "x"}
     del renamed[first]
@@ -493,3 +519,43 @@ def test_outcome_entries_refuse_a_lone_surrogate() -> None:
     )
     with pytest.raises(CanonicalizationError):
         entries.record(subject_id="\ud800", subject_key="k", payload_sha256=None, refers_to=1)
+
+
+def test_templates_serve_every_transfer_of_their_kind_and_stay_bounded() -> None:
+    """A template made at one time serves a transfer on 29 February (retained until 1 March
+    three years on) and one in another offset; a full cache starts afresh."""
+    the_contract = contract()
+    templates = EntryTemplates(limit=2)
+    d = decision("s-1", ("email", "phone"), True)
+    when = (NOW, datetime(2028, 2, 29, 23, 59, 59, 999999, tzinfo=UTC), NOW.astimezone(JST))
+    made = []
+    for n, time in enumerate(when):
+        entries = TransferEntries(
+            contract=the_contract,
+            outcome=Outcome.ALLOWED,
+            transfer_id=f"t-{n}",
+            time=time,
+            templates=templates,
+        )
+        made.append(entries.shape(d))
+        want = provision_entry(
+            decision=d,
+            contract=the_contract,
+            outcome=Outcome.ALLOWED,
+            transfer_id=f"t-{n}",
+            entry_id="e",
+            time=time,
+            subject_key="k",
+        )
+        assert entries.record(d, subject_key="k", entry_id="e") == to_record(want)
+    assert made[0] is made[1] is made[2]
+    assert len(templates) == 1
+    leap = TransferEntries(
+        contract=the_contract, outcome=Outcome.ALLOWED, transfer_id="t", time=when[1]
+    )
+    assert b'"retain_until":"2031-03-01"' in leap.record(d, subject_key="k").leaf
+    for outcome in (Outcome.DENIED, Outcome.FAILED):  # two more kinds: the third clears
+        TransferEntries(
+            contract=the_contract, outcome=outcome, transfer_id="t", time=NOW, templates=templates
+        ).shape(d)
+    assert len(templates) == 1
