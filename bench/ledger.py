@@ -14,7 +14,9 @@ Per backend, in one run (each throughput phase on an empty log):
     `gateway.ledger.templates.TransferEntries` (the bulk path, `shape` once and `record_shaped`
     per person: byte for byte what `provision_entry` + `to_record` give, RFC 8785 + SHA-256,
     for a real `decide()` decision for partners/google-customer-match.toml), and appending each
-    transfer with `Ledger.append` (group commit, checkpoints every 10,000). Entries/s, end to
+    transfer with `Ledger.append` (group commit, checkpoints every 10,000). The people (subject
+    id, subject key, payload hash: the inputs a caller hands the log) are drawn at random
+    before the clock starts; building their entries is timed. Entries/s, end to
     end; and the same with the records built before the clock starts (the log's own capacity);
     and `LedgerStore.ledger_append` alone on those records, as many a call as group commit takes
     (`--writers` x `--per-call`), one call after the other (the store's own cost).
@@ -114,6 +116,7 @@ class Builder:
         )
         self.decision: Decision = decide(item, contract, state, NOW)
         assert self.decision.allowed, self.decision.reasons
+        self.drawn: list[tuple[str, str, str]] = []  # people drawn ahead (`draw`)
 
     def people(self, count: int) -> list[tuple[str, str, str]]:
         """(subject id, subject key, payload SHA-256) of `count` random people."""
@@ -126,6 +129,16 @@ class Builder:
             )
             for _ in range(count)
         ]
+
+    def draw(self, count: int) -> None:
+        """Draw `count` people ahead: `transfer` takes them before drawing more."""
+        self.drawn = self.people(count)
+
+    def next_people(self, count: int) -> list[tuple[str, str, str]]:
+        if len(self.drawn) < count:
+            return self.people(count)
+        taken, self.drawn[-count:] = self.drawn[-count:], []
+        return taken
 
     def transfer(self, count: int) -> list[LeafRecord]:
         """The gateway's bulk path as the customer-match planner takes it: one TransferEntries
@@ -146,7 +159,7 @@ class Builder:
             record(
                 shape, subject_id=subject, subject_key=key, evidence=evidence, payload_sha256=sha
             )
-            for subject, key, sha in self.people(count)
+            for subject, key, sha in self.next_people(count)
         ]
 
 
@@ -345,6 +358,7 @@ async def end_to_end(ledger: Ledger, builder: Builder, args: argparse.Namespace)
     """(b): entries built by the writers on the event loop, or with --build-processes in a
     pool of processes; entries/s."""
     if not args.build_processes:
+        builder.draw(args.entries)
         return await gateway_rate(
             ledger, lambda: builder.transfer(args.per_call), args.entries, args.writers
         )
