@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ from gateway.storage.ledger_layout import (
     leaf_span,
     runs,
 )
+from gateway.storage.sqlite_connect import transaction
 from gateway.storage.sqlite_outbox import insert_outbox
 from gateway.storage.sqlite_time import from_micros, to_micros
 
@@ -106,26 +107,9 @@ _PURGE_SUBJECT: Final = "DELETE FROM ledger_subjects WHERE subject_id = ? AND id
 _PURGE_SUBJECT_RANGE: Final = "DELETE FROM ledger_subjects WHERE idx >= ? AND idx < ?"
 
 
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    # IMMEDIATE takes the write lock up front: the size read inside is the size we append at.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-@contextmanager
-def _deferred(conn: sqlite3.Connection) -> Iterator[None]:
+def _deferred(conn: sqlite3.Connection) -> AbstractContextManager[None]:
     """A read transaction: one snapshot for several statements."""
-    conn.execute("BEGIN DEFERRED")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
+    return transaction(conn, "DEFERRED")
 
 
 def _checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
@@ -254,7 +238,8 @@ class SqliteLedger:
         encoding = _Encoding(records)
         subjects = [r.subject_id for r in records]
         subjects_json = json.dumps(subjects)
-        with _immediate(conn):
+        # IMMEDIATE takes the write lock up front: the size read inside is the size we append at.
+        with transaction(conn):
             first = _size(conn)
             state = self._state
             if state.size != first:  # another process appended since: reload the frontier
@@ -302,7 +287,7 @@ class SqliteLedger:
 
     def add_checkpoint(self, conn: sqlite3.Connection, checkpoint: StoredCheckpoint) -> None:
         c = checkpoint
-        with _immediate(conn):
+        with transaction(conn):
             conn.execute(_ADD_CHECKPOINT, (c.size, c.root, c.note, to_micros(c.created_at)))
 
     def checkpoints(
@@ -340,7 +325,7 @@ class SqliteLedger:
         unexpired (all or nothing). Returns how many entries' content went. Raises
         sqlite3.Error; StorageError for a chunk that does not decode."""
         day = today.isoformat()
-        with _immediate(conn):
+        with transaction(conn):
             expired = conn.execute(_EXPIRED, (day,)).fetchall()
             if not expired:
                 return 0

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -24,6 +23,7 @@ from gateway.delivery.outbox import (
     Rejection,
     SideWrite,
 )
+from gateway.storage.sqlite_connect import transaction
 from gateway.storage.sqlite_time import from_micros, to_micros
 
 _INSERT: Final = """INSERT INTO outbox (delivery_id, job_id, partner_id, operation, transfer_id,
@@ -77,17 +77,6 @@ _REPLAY: Final = """UPDATE outbox SET state = 'pending', attempts = 0, next_atte
     updated_at = ? WHERE state = 'dead' AND delivery_id = ?"""
 
 
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def insert_outbox(conn: sqlite3.Connection, rows: Sequence[SideWrite], first_index: int) -> None:
     """Apply the side writes of one append inside the caller's transaction; `first_index`
     is the log index of the append's first record. Raises sqlite3.Error; ValueError for a
@@ -116,7 +105,7 @@ def insert_outbox(conn: sqlite3.Connection, rows: Sequence[SideWrite], first_ind
 
 def apply_side_writes(conn: sqlite3.Connection, writes: Sequence[SideWrite]) -> None:
     """The same writes in a transaction of their own (no log entries with them)."""
-    with _immediate(conn):
+    with transaction(conn):
         insert_outbox(conn, writes, 0)
 
 
@@ -137,7 +126,7 @@ def create_job(conn: sqlite3.Connection, job: NewJob) -> tuple[JobRecord, bool]:
     """Insert the job unless its (client, idempotency key) exists; returns the stored job and
     whether it is new."""
     at = to_micros(job.created_at)
-    with _immediate(conn):
+    with transaction(conn):
         params = (job.job_id, job.client_id, job.idempotency_key, job.request_sha256, job.kind)
         more = (job.partner_id, job.destination, job.purpose, job.legal_basis, job.transfer_id)
         created = conn.execute(_NEW_JOB, (*params, *more, at, at)).rowcount == 1
@@ -237,7 +226,7 @@ def record_attempt(
     now: datetime,
 ) -> None:
     """A failed attempt that will be retried: count it, say when to try next."""
-    with _immediate(conn):
+    with transaction(conn):
         params = (attempts, to_micros(next_attempt_at), error, to_micros(now), delivery_id)
         conn.execute(_ATTEMPTED, params)
 
@@ -245,7 +234,7 @@ def record_attempt(
 def replay_dead(conn: sqlite3.Connection, delivery_ids: Sequence[str], now: datetime) -> int:
     """Dead letters back to pending, due now, attempts reset; returns how many moved."""
     at = to_micros(now)
-    with _immediate(conn):
+    with transaction(conn):
         return sum(conn.execute(_REPLAY, (at, at, d)).rowcount for d in delivery_ids)
 
 
