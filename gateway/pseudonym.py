@@ -7,7 +7,7 @@ holding a list of emails could recompute, but `HMAC-SHA256(pseudonymization key,
 Pure: the keyring (someone else's module) supplies the key bytes; nothing here reads a file or
 logs. A retired key stays in the mapping given to `verify_subject_key`, so entries written
 under it still verify after a rotation. Each key is keyed once (`subject_keyer`, a few kept):
-the HMAC's inner and outer SHA-256 states are copied per subject, not rebuilt.
+the keyed HMAC is copied per subject, not rebuilt.
 """
 
 from __future__ import annotations
@@ -15,15 +15,11 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any
 
 from gateway.errors import ConfigError
-from gateway.identifiers.digest import sha256
 
 SEPARATOR = ":"
 _HEX_LENGTH = 64
-_BLOCK = 64  # SHA-256's block size in bytes (RFC 2104's B)
-_IPAD, _OPAD = bytes(x ^ 0x36 for x in range(256)), bytes(x ^ 0x5C for x in range(256))
 _KEYERS = 16  # keys kept keyed: the current one and a few retired ones being verified
 
 
@@ -47,27 +43,15 @@ def subject_keyer(key_id: str, key: bytes) -> Callable[[str], str]:
         raise ConfigError("pseudonymization key is empty")
     if not key_id or SEPARATOR in key_id:
         raise ConfigError("pseudonymization key id must be non-empty and contain no ':'")
-    inner, outer = _keyed(key)
+    keyed = hmac.new(key, digestmod="sha256")  # RFC 2104, keyed once
     prefix = key_id + SEPARATOR
 
     def keyer(subject_id: str) -> str:
-        # RFC 2104: H(K ^ opad || H(K ^ ipad || text)), each keyed state copied, not rebuilt.
-        h = inner.copy()
+        h = keyed.copy()
         h.update(subject_id.encode())
-        o = outer.copy()
-        o.update(h.digest())
-        digest: str = o.hexdigest()
-        return prefix + digest
+        return prefix + h.hexdigest()
 
     return keyer
-
-
-def _keyed(key: bytes) -> tuple[Any, Any]:
-    """SHA-256 states that have absorbed K ^ ipad and K ^ opad (RFC 2104 §2)."""
-    if len(key) > _BLOCK:  # "keys longer than B bytes are first hashed using H"
-        key = sha256(key).digest()
-    key = key.ljust(_BLOCK, b"\x00")
-    return sha256(key.translate(_IPAD)), sha256(key.translate(_OPAD))
 
 
 def key_id_of(value: str) -> str | None:
