@@ -203,12 +203,7 @@ class RequestDecisions:
             decision = self._decided(subject_id, state, None, key)
             return decision, decision.evidence
         self._cache.hits += 1
-        decision, _, mode = cached
-        if mode is _CONSENT:  # the common case, _merged inlined
-            return decision, _consent_evidence(state.consents[self._purpose])
-        if mode is _OWN:
-            return decision, decision.evidence
-        return decision, _merged(decision.evidence, mode, state.consents[self._purpose])
+        return cached[0], self._evidence(cached, state)
 
     def _evidence(self, cached: _Entry, state: SubjectState) -> Evidence:
         """The cached decision's evidence with this person's own consent evidence in it."""
