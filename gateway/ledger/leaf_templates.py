@@ -18,7 +18,7 @@ from typing import Any, Final, TypeAlias
 
 from gateway.ledger.canonical import CanonicalizationError, canonicalize
 
-__all__ = ["Markers", "Order", "fill_leaf", "quoted"]
+__all__ = ["Markers", "Order", "fill_leaf", "fill_template", "quoted"]
 
 Order: TypeAlias = Callable[[Sequence[str]], tuple[str, ...]]
 """Puts values listed by marker number into the order their places have in the text."""
@@ -51,6 +51,16 @@ def fill_leaf(pieces: list[str], values: Sequence[str]) -> tuple[bytes, bytes]:
     digest = _LEAF_HASH.copy()
     digest.update(leaf)
     return leaf, digest.digest()
+
+
+def fill_template(
+    pieces: list[str], order: Order | None, values: tuple[str, ...]
+) -> tuple[bytes, bytes]:
+    """`fill_leaf` with `values` listed by marker number and not yet escaped (see Markers):
+    escaped, put in text order, filled in. Raises CanonicalizationError for a lone
+    surrogate."""
+    escaped = quoted(values)
+    return fill_leaf(pieces, escaped if order is None else order(escaped))
 
 
 class Markers:

@@ -39,7 +39,7 @@ from gateway.ledger.entries import (
     utc_text,
 )
 from gateway.ledger.entry_ids import random_uuid
-from gateway.ledger.leaf_templates import Markers, Order, fill_leaf, quoted
+from gateway.ledger.leaf_templates import Markers, Order, fill_template
 from gateway.ledger.store import LeafRecord
 from gateway.policy import Decision
 
@@ -146,7 +146,7 @@ class TransferEntries:
         self._new_id = new_id
         self._retain_until = retain_until(time, method)
         # The values every entry of this transfer puts in the template's last three places.
-        self._fixed = quoted((transfer_id, utc_text(time), self._retain_until.isoformat()))
+        self._fixed = (transfer_id, utc_text(time), self._retain_until.isoformat())
         self._scope = (id(contract), outcome, method)  # the shape holds the contract: no reuse
         self._templates = templates
         self._last: EntryShape | None = None  # the shape `record` took last
@@ -260,12 +260,8 @@ class TransferEntries:
             pieces, payload = shape.pieces_null, "null"
         else:
             pieces, payload = shape.pieces, payload_sha256
-        values: Sequence[str] = (
-            quoted((eid, *evidence, payload, subject_id, subject_key)) + self._fixed
-        )
-        if shape.order is not None:
-            values = shape.order(values)
-        leaf, leaf_hash = fill_leaf(pieces, values)
+        values = (eid, *evidence, payload, subject_id, subject_key, *self._fixed)
+        leaf, leaf_hash = fill_template(pieces, shape.order, values)
         return LeafRecord(
             leaf,
             leaf_hash,
@@ -411,10 +407,8 @@ class OutcomeEntries:
             pieces, payload = self._pieces_null, "null"
         else:
             pieces, payload = self._pieces, payload_sha256
-        values: Sequence[str] = quoted((eid, payload, str(refers_to), subject_id, subject_key))
-        if self._order is not None:
-            values = self._order(values)
-        leaf, leaf_hash = fill_leaf(pieces, values)
+        values = (eid, payload, str(refers_to), subject_id, subject_key)
+        leaf, leaf_hash = fill_template(pieces, self._order, values)
         return LeafRecord(
             leaf,
             leaf_hash,
