@@ -203,10 +203,9 @@ class PostgresLedger:
                     records=zip(subjects, indexes, strict=True),
                     columns=_SUBJECT_COLUMNS,
                 )
-                nodes = created
-                if nodes:  # most appends complete no node of level >= 4: save the round trip
+                if created:  # most appends complete no node of level >= 4: save the round trip
                     await conn.copy_records_to_table(
-                        "ledger_nodes", records=nodes, columns=_NODE_COLUMNS
+                        "ledger_nodes", records=created, columns=_NODE_COLUMNS
                     )
                 rows = await encoding  # raises what encoding raised (ValueError: a naive time)
                 await conn.copy_records_to_table(

@@ -138,6 +138,8 @@ async def test_export_writes_the_designated_file_and_logs_each_person(live: Live
 
     rows = await live.api.services.store.deliveries_of_transfer(job["transfer_id"])
     assert len(rows) == 1  # one chunk, one file
+    assert await live.api.services.store.delivery(rows[0].delivery_id) == rows[0]
+    assert await live.api.services.store.delivery("no-such-delivery") is None
     assert rows[0].content_type == "text/csv; charset=Shift_JIS"
     text = rows[0].payload.decode("shift_jis")
     assert text.endswith("\r\n")
