@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 from typing import Any
 
@@ -46,6 +47,17 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     loop = asyncio.new_event_loop()
     app = loop.run_until_complete(_build(settings))  # fails here, before binding, on bad config
+    freeze_startup_heap()
     structlog.get_logger("gateway").info("listening", host=args.host, port=args.port)
     web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None, print=None)
     return 0
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up built and keeps for the process's life (modules, contracts, pydantic
+    schemas, the keyring) out of the cyclic collector's reach: a full collection otherwise walks
+    all of it, and stalls the event loop meanwhile (measured: 41-43 ms a full collection in the
+    fraud benchmark's service, against 1.5 ms at most after `gc.freeze()`). Garbage
+    made afterwards is collected as before."""
+    gc.collect()
+    gc.freeze()
