@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import os
 import random
+import resource
 import socket
 import subprocess
 import sys
@@ -117,6 +118,12 @@ def write_inputs(folder: Path, count: int) -> tuple[Path, Path]:
     return members, consents
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Rss:
     """The peak VmRSS of a process, sampled on a thread."""
 
@@ -205,17 +212,27 @@ def main() -> int:
             assert imported.returncode == 0
             rss = Rss(service.pid)
             if os.environ.get("BENCH_PYSPY"):  # profile the service while it works
+                extra = os.environ.get("BENCH_PYSPY_ARGS", "").split()  # --gil, say
                 spy = subprocess.Popen(
-                    [os.environ["BENCH_PYSPY"], "record", "-p", str(service.pid), "-o",
-                     "/tmp/upload-profile.txt", "--format", "raw", "-r", "50"],
+                    [os.environ["BENCH_PYSPY"], "record", *extra, "-p", str(service.pid),
+                     "-o", "/tmp/upload-profile.txt", "--format", "raw", "-r", "50"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
+            cpu_before = cpu_seconds(service.pid), cpu_seconds(sandbox.pid)
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             out = gateway(
                 "upload", "--partner", PARTNER, "--url", f"http://127.0.0.1:{port}",
                 "--api-key", sender, str(members), env=env,
             )  # fmt: skip
             elapsed = time.perf_counter() - started
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = {
+                "serve": cpu_seconds(service.pid) - cpu_before[0],
+                "sandbox": cpu_seconds(sandbox.pid) - cpu_before[1],
+                "upload": (children.ru_utime + children.ru_stime)
+                - (children_before.ru_utime + children_before.ru_stime),
+            }
             peak_mb = rss.stop() / 1024
             if os.environ.get("BENCH_PYSPY"):
                 spy.send_signal(2)
@@ -235,6 +252,8 @@ def main() -> int:
         f"{rate / floor_rate:.2f} x floor  (target 50,000)"
     )
     print(f"    service peak RSS {peak_mb:,.0f} MB (target < 300 MB)")
+    spent = ", ".join(f"{name} {1e6 * s / args.records:.1f}" for name, s in cpu.items())
+    print(f"    CPU µs per record (user + system): {spent}")
     return 0
 
 
