@@ -45,19 +45,8 @@ _DISCONTINUANCES = """SELECT seq, subject_id, partners, reason, requested_at, re
     FROM discontinuances WHERE subject_id IN (SELECT value FROM json_each(?)) ORDER BY seq"""
 
 
-# The columns EVENT, HISTORY and _EVENTS_IN_INDEX_ORDER read, named as ConsentEvent's fields.
-_EVENT_COLUMNS: Final = (
-    "seq",
-    "subject_id",
-    "purpose",
-    "action",
-    "effective_at",
-    "notice_version",
-    "channel",
-    "foreign_disclosure_version",
-    "recorded_at",
-    "recorded_by",
-)
+# HISTORY and _EVENTS_IN_INDEX_ORDER select ConsentEvent's fields, in the model's order.
+_EVENT_COLUMNS: Final = tuple(ConsentEvent.model_fields)
 
 
 def event(row: Sequence[Any], instant: Callable[[int], datetime] = from_micros) -> ConsentEvent:
