@@ -57,7 +57,7 @@ def freeze_startup_heap() -> None:
     """Take what start-up built and keeps for the process's life (modules, contracts, pydantic
     schemas, the keyring) out of the cyclic collector's reach: a full collection otherwise walks
     all of it, and stalls the event loop meanwhile (measured: 41-43 ms a full collection in the
-    fraud benchmark's service, against 1.5 ms at most after `gc.freeze()`). Garbage
-    made afterwards is collected as before."""
+    fraud benchmark's service, against 1.5 ms at most after `gc.freeze()`). Garbage made
+    afterwards is collected as before."""
     gc.collect()
     gc.freeze()
