@@ -26,7 +26,7 @@ from gateway.models import (
     Role,
     SubjectState,
 )
-from gateway.storage import ConsentRow
+from gateway.storage import ConsentRow, states_of
 from gateway.storage.delivery_store import PostgresDeliveryMixin
 from gateway.storage.migrations import POSTGRES_MIGRATIONS, SchemaTooNew, apply_postgres
 from gateway.storage.postgres_ledger import PostgresLedger
@@ -257,17 +257,7 @@ class PostgresStore(PostgresDeliveryMixin, PostgresSummaryMixin):
         found: dict[str, list[Discontinuance]] = {subject: [] for subject in ids}
         for row in stops:
             found[row["subject_id"]].append(_discontinuance(row))
-        state = SubjectState.model_validate
-        return {
-            subject: state(
-                {
-                    "subject_id": subject,
-                    "consents": consents[subject],
-                    "discontinuances": tuple(found[subject]),
-                }
-            )
-            for subject in ids
-        }
+        return states_of(ids, consents, found)
 
     async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
         """Raises StorageError; ValueError for a naive datetime."""

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from gateway.models import ConsentEvent, Discontinuance, SubjectState
-from gateway.storage import ConsentRow
+from gateway.storage import ConsentRow, states_of
 from gateway.storage.sqlite_connect import transaction
 from gateway.storage.sqlite_time import from_micros, to_micros
 
@@ -95,14 +95,4 @@ def states(conn: sqlite3.Connection, ids: list[str]) -> dict[str, SubjectState]:
     by_subject: dict[str, dict[str, ConsentEvent]] = {subject: {} for subject in ids}
     for (subject, purpose), row in current.items():
         by_subject[subject][purpose] = event(row, instant)
-    state = SubjectState.model_validate
-    return {
-        subject: state(
-            {
-                "subject_id": subject,
-                "consents": by_subject[subject],
-                "discontinuances": tuple(stops[subject]),
-            }
-        )
-        for subject in ids
-    }
+    return states_of(ids, by_subject, stops)
