@@ -1,7 +1,7 @@
 """Transfer-log throughput and latency against the database's floor, per backend.
 
     .venv/bin/python bench/ledger.py [--entries 200000] [--backend sqlite|postgres|both]
-        [--writers 50] [--per-call 10] [--ids uuid4|uuid7] [--build-processes 0]
+        [--writers 50] [--per-call 10] [--ids uuid7|uuid4] [--build-processes 0]
         [--database-url URL]
 
 Per backend, in one run (each throughput phase on an empty log):
@@ -20,8 +20,9 @@ Per backend, in one run (each throughput phase on an empty log):
     end; and the same with the records built before the clock starts (the log's own capacity);
     and `LedgerStore.ledger_append` alone on those records, as many a call as group commit takes
     (`--writers` x `--per-call`), one call after the other (the store's own cost).
-    `--build-processes N` builds in N processes instead of on the event loop; `--ids uuid7`
-    uses time-ordered entry and transfer ids (RFC 9562) instead of the uuid4 the code uses.
+    `--build-processes N` builds in N processes instead of on the event loop; transfer ids are
+    time-ordered (RFC 9562 version 7) as the gateway makes them, `--ids uuid4` random ones
+    (entry ids are random, as the gateway's).
 (c) one writer alone: one append of one entry at a time; p50/p99 ms until durable.
 (d) `Ledger.inclusion_proof` at the final size for 2,000 random indexes; p50/p99 ms.
 
@@ -57,7 +58,7 @@ from gateway.delivery.outbox import SideWrite
 from gateway.keyring import init_keyring
 from gateway.ledger.canonical import fast_path_applies
 from gateway.ledger.entries import Outcome, provision_entry, to_record
-from gateway.ledger.entry_ids import random_uuid
+from gateway.ledger.entry_ids import random_uuid, time_uuid
 from gateway.ledger.service import Ledger
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import TransferEntries
@@ -77,22 +78,14 @@ FLOOR_TABLE = """CREATE TABLE bench_floor (idx {int} PRIMARY KEY, leaf {blob}, e
 Store = SqliteStore | PostgresStore
 
 
-def uuid7() -> str:
-    """RFC 9562 §5.7: 48-bit Unix milliseconds, version 7, 74 random bits: ids that sort by
-    creation time, so their index grows at its right edge."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | 0x7 << 76  # version
-    value = value & ~(0x3 << 62) | 0x2 << 62  # variant
-    return str(uuid.UUID(int=value))
-
-
-IDS: dict[str, Callable[[], str]] = {"uuid4": random_uuid, "uuid7": uuid7}
+# Transfer ids: the gateway's (time-ordered, services.new_id) or random ones, to compare.
+IDS: dict[str, Callable[[], str]] = {"uuid4": random_uuid, "uuid7": time_uuid}
 
 
 class Builder:
     """Transfers of realistic entries: one decide() per run, one entry per subject."""
 
-    def __init__(self, contract: PartnerContract, ids: str = "uuid4", *, seed: int = 1) -> None:
+    def __init__(self, contract: PartnerContract, ids: str = "uuid7", *, seed: int = 1) -> None:
         self.contract = contract
         self.rnd = random.Random(seed)
         self.new_id = IDS[ids]
@@ -150,8 +143,7 @@ class Builder:
             outcome=Outcome.ALLOWED,
             transfer_id=self.new_id(),
             time=datetime.now(UTC),
-            new_id=self.new_id,
-        )
+        )  # entry ids: TransferEntries' own (random_uuid), as in the gateway
         shape = entries.shape(self.decision)
         evidence = self.decision.evidence
         record = entries.record_shaped
@@ -471,9 +463,7 @@ def main() -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--writers", type=int, default=50)
     parser.add_argument("--per-call", type=int, default=10)
-    parser.add_argument(
-        "--ids", choices=sorted(IDS), default="uuid4", help="entry_id and transfer_id format"
-    )
+    parser.add_argument("--ids", choices=sorted(IDS), default="uuid7", help="transfer_id format")
     parser.add_argument(
         "--build-processes", type=int, default=0, help="build entries in N processes (0: loop)"
     )

@@ -14,7 +14,7 @@ from gateway.contracts import PartnerContract
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
 from gateway.keyring import PSEUDONYMIZATION, Keyring
-from gateway.ledger.entry_ids import random_uuid
+from gateway.ledger.entry_ids import time_uuid
 from gateway.ledger.service import Ledger
 from gateway.sandbox import SandboxState
 from gateway.settings import Settings
@@ -49,8 +49,9 @@ class Services:
 
     @staticmethod
     def new_id() -> str:
-        """A random UUID: job, transfer and delivery ids (also partners' idempotency keys)."""
-        return random_uuid()
+        """A time-ordered UUID (version 7): job, transfer, delivery and check ids (also partners'
+        idempotency keys), which the stores index: see entry_ids.time_uuid."""
+        return time_uuid()
 
     @cached_property
     def subject_key(self) -> Callable[[str], str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +23,7 @@ from gateway.ledger.entries import (
     provision_entry,
     to_record,
 )
-from gateway.ledger.entry_ids import random_uuid
+from gateway.ledger.entry_ids import random_uuid, time_uuid
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import EntryTemplates, OutcomeEntries, TransferEntries
 from gateway.models import ConsentAction, ConsentEvent, LegalBasis, SubjectState
@@ -485,6 +486,30 @@ def test_random_uuids_are_rfc9562_version_4_and_random() -> None:
     for bit in set(range(128)) - fixed:
         ones = sum(parsed.int >> (127 - bit) & 1 for parsed in bits)
         assert 0.4 * len(bits) < ones < 0.6 * len(bits), bit  # 12 standard deviations
+
+
+def test_time_uuids_are_rfc9562_version_7_stamped_with_the_time() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [time_uuid() for _ in range(4096)]  # more than one draw of random bits
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    bits = [uuid.UUID(i) for i in ids]
+    for parsed, spelled in zip(bits, ids, strict=True):
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        assert str(parsed) == spelled
+        assert before <= parsed.int >> 80 <= after  # §5.7: unix_ts_ms, the first 48 bits
+    # 74 random bits after the timestamp: all but the version (48-51) and variant (64-65)
+    for bit in set(range(52, 128)) - {64, 65}:
+        ones = sum(parsed.int >> (127 - bit) & 1 for parsed in bits)
+        assert 0.4 * len(bits) < ones < 0.6 * len(bits), bit  # 12 standard deviations
+
+
+def test_time_uuids_sort_in_the_order_they_were_made() -> None:
+    made = []
+    for _ in range(3):
+        made.append(time_uuid())
+        time.sleep(0.002)  # a later millisecond
+    assert made == sorted(made)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
