@@ -222,6 +222,11 @@ class Ledger:
                 await self.checkpoint()
             except Exception:  # the next one covers these entries too; say so and go on
                 log.exception("ledger_checkpoint_failed", size=self._size)
+                continue
+            # Appends committed while it was made found it not yet made and set _due again;
+            # the next is due N entries after this one (or at the next tick, or on stop).
+            if not self._closing and self._size - self._checkpointed < self._checkpoint_every:
+                self._due.clear()
 
     async def _tick_loop(self) -> None:
         while True:

@@ -259,6 +259,35 @@ async def test_a_checkpoint_follows_every_n_entries(
     assert [c.size for c in await counting.ledger_checkpoints()] == [10, 15]
 
 
+async def test_appends_during_a_checkpoint_do_not_make_a_second_one_at_once(
+    counting: CountingStore, keyring: Keyring, ticks: Ticks
+) -> None:
+    """An append committed while the due checkpoint is being signed and stored does not
+    make another checkpoint right after it: the next one is due N entries after the one
+    made (it used to follow at once, a few hundred entries later, doubling the checkpoints
+    under steady load)."""
+    gate = asyncio.Event()
+    store_checkpoint = counting.inner.ledger_add_checkpoint
+
+    async def held(checkpoint: StoredCheckpoint) -> None:
+        await gate.wait()
+        await store_checkpoint(checkpoint)
+
+    counting.ledger_add_checkpoint = held  # type: ignore[method-assign]
+    ledger = make_ledger(counting, keyring, ticks, checkpoint_every=10)
+    await ledger.start()
+    await ledger.append(records(0, 10))
+    await settle()  # the checkpoint of size 10 waits at the gate
+    await ledger.append(records(10, 3))  # 13 - 0 >= 10 while it waits
+    gate.set()
+    await settle()
+    assert [c.size for c in await counting.inner.ledger_checkpoints()] == [10]
+    await ledger.append(records(13, 7))  # 20 - 10: due again
+    await settle()
+    assert [c.size for c in await counting.inner.ledger_checkpoints()] == [10, 20]
+    await ledger.stop()
+
+
 async def test_a_checkpoint_follows_each_period_in_which_the_log_grew(
     ledger: Ledger, counting: CountingStore, ticks: Ticks
 ) -> None:
