@@ -77,12 +77,19 @@ async def get_entries(request: web.Request, caller: Caller) -> web.StreamRespons
     start, end = int_param(request, "start"), int_param(request, "end")
     store = request.app[SERVICES].store
     size = await store.ledger_size()
-    if not start < end <= size or end - start > MAX_ENTRIES_PAGE:
+    if end <= start:
         raise ValidationFailed(
-            f"need start < end <= {size} (the log's size), at most {MAX_ENTRIES_PAGE} entries",
-            errors=[FieldError.query("end", f"at most {min(size, start + MAX_ENTRIES_PAGE)}")],
+            "end is the index after the last entry wanted: it must be greater than start",
+            errors=[FieldError.query("end", f"more than {start}")],
         )
-    leaves = await store.ledger_leaves(start, end)
+    if start >= size:
+        raise ValidationFailed(
+            f"the log holds {size} entries: start must be below that",
+            errors=[FieldError.query("start", f"less than {size}")],
+        )
+    # As RFC 9162 §5.6 (RFC 6962 §4.6) get-entries: a page is cut at MAX_ENTRIES_PAGE and at
+    # the log's end, never refused for asking more; a client goes on from the last index.
+    leaves = await store.ledger_leaves(start, min(end, size, start + MAX_ENTRIES_PAGE))
     entries = [
         LedgerEntry(
             index=lf.index,
@@ -153,11 +160,19 @@ ENDPOINTS = [
         handler=get_entries,
         tag="ledger",
         summary="Log entries [start, end): base64 canonical JSON leaves (RFC 8785)",
+        description=(
+            "The entries from start, in index order, each with its leaf (base64 of its RFC "
+            "8785 canonical JSON; null once purged after retain_until) and leaf hash. As RFC "
+            "9162 §5.6 get-entries, a page holds at most "
+            f"{MAX_ENTRIES_PAGE} entries and stops at the log's end: a request for more "
+            "answers the first ones, and the client continues from the index after the last "
+            "it received. 422 when end <= start or start is not below the log's size."
+        ),
         roles=COMPLIANCE,
         response_model=EntriesPage,
         query=(
             QueryParam("start", "first index", _INT, required=True),
-            QueryParam("end", f"index after the last (at most {MAX_ENTRIES_PAGE})", _INT, True),
+            QueryParam("end", "index after the last wanted (exclusive)", _INT, required=True),
         ),
         example_query={"start": "0", "end": "1"},
     ),

@@ -10,9 +10,12 @@ import json
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from gateway.ledger.checkpoint import open_note
 from gateway.ledger.tree import leaf_hash, verify_consistency, verify_inclusion
 from gateway.models import ConsentAction, ConsentEvent, Role, SubjectState
+from gateway.web import routes_ledger
 from tests.integration.conftest import NOW, Api
 from tests.integration.ledger_fixtures import record_transfer
 
@@ -86,6 +89,27 @@ async def test_every_entry_is_provably_in_the_tree(api: Api) -> None:
     proof = await _json(api, f"/v1/ledger/proofs/consistency?from={first.size}&to={second.size}")
     hashes = [_b64(h) for h in proof["hashes"]]
     assert verify_consistency(first.size, second.size, hashes, first.root, second.root)
+
+
+async def test_entries_pages_stop_at_the_cap_and_the_end_of_the_log(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 9162 §5.6 get-entries: asking for more than a page or past the end answers the
+    entries there are, from start; a client pages on from the last index it received."""
+    await _seed(api)  # 4 entries
+    monkeypatch.setattr(routes_ledger, "MAX_ENTRIES_PAGE", 3)
+    capped = await _json(api, "/v1/ledger/entries?start=0&end=4")
+    assert [e["index"] for e in capped["entries"]] == [0, 1, 2]
+    rest = await _json(api, "/v1/ledger/entries?start=3&end=1000000")
+    assert [e["index"] for e in rest["entries"]] == [3]
+    for path, parameter in [
+        ("/v1/ledger/entries?start=4&end=5", "start"),  # nothing at 4 yet
+        ("/v1/ledger/entries?start=2&end=2", "end"),
+    ]:
+        resp = await api.call("GET", path, role=Role.COMPLIANCE)
+        assert resp.status == 422, path
+        body = await resp.json(content_type=None)
+        assert body["errors"][0]["parameter"] == parameter, path
 
 
 async def test_entries_hold_field_names_never_values(api: Api) -> None:
