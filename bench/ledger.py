@@ -23,7 +23,9 @@ Per backend, in one run (each throughput phase on an empty log):
     `--build-processes N` builds in N processes instead of on the event loop; transfer ids are
     time-ordered (RFC 9562 version 7) as the gateway makes them, `--ids uuid4` random ones
     (entry ids are random, as the gateway's).
-(c) one writer alone: one append of one entry at a time; p50/p99 ms until durable.
+(c) one writer alone: one append of one entry at a time; p50/p99 ms until durable. And the
+    same writer during (b)'s end-to-end phase, beside the `--writers` (its few entries are not
+    counted in (b)'s rate): what group commit makes a single waiting writer wait under load.
 (d) `Ledger.inclusion_proof` at the final size for 2,000 random indexes; p50/p99 ms.
 
 Targets (issue): >= 50,000 entries/s on SQLite and >= 30,000/s on PostgreSQL, a lone writer
@@ -224,10 +226,18 @@ def make_ledger(store: Store, folder: Path) -> Ledger:
 Make: TypeAlias = Callable[[], list[LeafRecord] | Awaitable[list[LeafRecord]]]
 
 
-async def gateway_rate(ledger: Ledger, make: Make, entries: int, writers: int) -> float:
+async def gateway_rate(
+    ledger: Ledger,
+    make: Make,
+    entries: int,
+    writers: int,
+    probe: Callable[[], list[LeafRecord]] | None = None,
+) -> tuple[float, list[float]]:
     """Entries/s of `writers` tasks each calling make() then ledger.append() until `entries`
-    entries are in."""
+    entries are in; with `probe`, also one more writer appending probe()'s single entry at a
+    time meanwhile, and its ms from each call until durable (its entries not counted)."""
     left = [entries]
+    waits: list[float] = []
 
     async def writer() -> None:
         while left[0] > 0:
@@ -236,9 +246,20 @@ async def gateway_rate(ledger: Ledger, make: Make, entries: int, writers: int) -
             left[0] -= len(records)
             await ledger.append(records)
 
+    async def prober() -> None:
+        while left[0] > 0:
+            records = probe() if probe is not None else []
+            began = time.perf_counter()
+            await ledger.append(records)
+            waits.append((time.perf_counter() - began) * 1e3)
+
     started = time.perf_counter()
+    probing = asyncio.create_task(prober()) if probe is not None else None
     await asyncio.gather(*(writer() for _ in range(writers)))
-    return (entries - left[0]) / (time.perf_counter() - started)
+    rate = (entries - left[0]) / (time.perf_counter() - started)
+    if probing is not None:
+        await probing
+    return rate, waits
 
 
 async def lone_writer_ms(ledger: Ledger, builder: Builder, count: int) -> list[float]:
@@ -322,13 +343,15 @@ async def run_backend(
             out["floor"] = await floor_postgres(url, schema, rows)
         calls = [builder.transfer(args.per_call) for _ in range(args.entries // args.per_call)]
         made = iter(calls)
-        out["capacity"] = await gateway_rate(ledger, lambda: next(made), args.entries, args.writers)
+        out["capacity"], _ = await gateway_rate(
+            ledger, lambda: next(made), args.entries, args.writers
+        )
     async with fresh_ledger(backend, folder, url, "store") as (_, counted, _):
         records = [r for call in calls for r in call]
         out["per_append"] = args.writers * args.per_call
         out["store"] = await store_rate(counted.inner, records, out["per_append"])
     async with fresh_ledger(backend, folder, url, "gateway") as (ledger, counted, _):
-        out["e2e"] = await end_to_end(ledger, builder, args)
+        out["e2e"], out["loaded"] = await end_to_end(ledger, builder, args)
         out["batch"] = counted.entries / counted.transactions
         out["lone"] = await lone_writer_ms(ledger, builder, args.lone)
         out["size"] = await counted.inner.ledger_size()
@@ -346,13 +369,19 @@ async def store_rate(store: Store, records: Sequence[LeafRecord], per_append: in
     return len(records) / (time.perf_counter() - started)
 
 
-async def end_to_end(ledger: Ledger, builder: Builder, args: argparse.Namespace) -> float:
+async def end_to_end(
+    ledger: Ledger, builder: Builder, args: argparse.Namespace
+) -> tuple[float, list[float]]:
     """(b): entries built by the writers on the event loop, or with --build-processes in a
-    pool of processes; entries/s."""
+    pool of processes; entries/s, and (c) a single writer's ms until durable meanwhile."""
     if not args.build_processes:
         builder.draw(args.entries)
         return await gateway_rate(
-            ledger, lambda: builder.transfer(args.per_call), args.entries, args.writers
+            ledger,
+            lambda: builder.transfer(args.per_call),
+            args.entries,
+            args.writers,
+            probe=lambda: builder.transfer(1),
         )
     loop = asyncio.get_running_loop()
     with ProcessPoolExecutor(
@@ -384,6 +413,8 @@ def report(backend: str, out: dict[str, Any], target: int) -> None:
         f"{out['store'] / floor:4.2f} x floor  (ledger_append, {out['per_append']:,} a call)"
     )
     print(f"  (c) lone writer, durable       {percentiles(out['lone'])}  (target 10 ms)")
+    if out["loaded"]:
+        print(f"      one writer during (b)      {percentiles(out['loaded'])}")
     print(
         f"  (d) inclusion proof            {percentiles(out['proofs'])}  "
         f"(size {out['size']:,}; target p99 < 2 ms)"
