@@ -42,11 +42,15 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
-def _from_http_exception(exc: web.HTTPException, instance: str) -> dict[str, Any]:
+def _from_http_exception(exc: web.HTTPException, method: str, instance: str) -> dict[str, Any]:
     """aiohttp's own errors (no route, wrong method, body too large) as problem bodies."""
+    allowed = exc.headers.get("Allow", "")
     mapped: dict[int, ProblemError] = {
         404: NotFound(f"there is no endpoint at {instance}"),
-        405: _MethodNotAllowed(f"this endpoint does not accept {exc.reason or 'that method'}"),
+        405: _MethodNotAllowed(
+            f"this endpoint does not accept {method}"
+            + (f"; it accepts {allowed}" if allowed else "")
+        ),
         413: PayloadTooLarge("the request body is larger than this endpoint accepts"),
     }
     problem = mapped.get(exc.status)
@@ -95,7 +99,7 @@ async def problem_middleware(request: web.Request, handler: _Handler) -> web.Str
         if exc.status < 400:
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return problem_response(_from_http_exception(exc, instance), headers)
+        return problem_response(_from_http_exception(exc, request.method, instance), headers)
     except Exception:
         log.exception("unhandled_error", method=request.method, path=instance)
         return problem_response(internal_problem(instance))

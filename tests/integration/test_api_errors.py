@@ -82,6 +82,9 @@ async def test_unknown_route_and_method_are_problems(api: Api) -> None:
     assert resp.status == 405
     assert resp.content_type == PROBLEM_MEDIA_TYPE
     assert "POST" in resp.headers["Allow"]
+    detail = (await resp.json(content_type=None))["detail"]
+    assert detail.startswith("this endpoint does not accept PATCH; it accepts ")
+    assert "POST" in detail
 
 
 async def test_a_bad_format_query_names_the_parameter(api: Api) -> None:
