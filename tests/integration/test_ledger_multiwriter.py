@@ -70,6 +70,10 @@ async def write(backend: str, target: str, schema: str, writer: str, seed: int) 
             count = min(rnd.randint(1, 50), PER_WRITER - done)
             await store.ledger_append([writer_record(writer, n) for n in range(done, done + count)])
             done += count
+            # A pause, as between a service's appends: back to back, one SQLite writer could
+            # take the lock again and again while the other's busy handler slept, finish alone
+            # and leave the test no interleaving to check.
+            await asyncio.sleep(rnd.uniform(0, 0.003))
     finally:
         await store.close()
 
