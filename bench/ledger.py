@@ -246,15 +246,15 @@ async def gateway_rate(
             left[0] -= len(records)
             await ledger.append(records)
 
-    async def prober() -> None:
+    async def prober(make_one: Callable[[], list[LeafRecord]]) -> None:
         while left[0] > 0:
-            records = probe() if probe is not None else []
+            records = make_one()
             began = time.perf_counter()
             await ledger.append(records)
             waits.append((time.perf_counter() - began) * 1e3)
 
     started = time.perf_counter()
-    probing = asyncio.create_task(prober()) if probe is not None else None
+    probing = asyncio.create_task(prober(probe)) if probe is not None else None
     await asyncio.gather(*(writer() for _ in range(writers)))
     rate = (entries - left[0]) / (time.perf_counter() - started)
     if probing is not None:
