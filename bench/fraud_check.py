@@ -19,9 +19,12 @@ second in all (a checkout's traffic: latency below saturation):
 The three alternate in `--rounds` rounds (so drift on a noisy machine hits all of them) and
 the figures are over every round. Printed per load: p50 / p99 latency and throughput of each,
 the gateway's added p50 and p99 over direct (target: p99 <= 5 ms) and, in the closed loop, its
-throughput over the bare proxy's (target >= 0.5x). Every process shares the machine's cores,
-so a closed loop on a small machine measures CPU contention as much as the gateway. No
-assertions: figures only.
+throughput over the bare proxy's (target >= 0.5x). Also per target: the CPU time (user +
+system, all threads, from /proc) its answering process used per request (direct: the
+sandbox's), and in the closed loop the gateway's over the proxy's: a steadier figure than
+throughput on a shared machine, since it does not move with what else runs. Every process
+shares the machine's cores, so a closed loop on a small machine measures CPU contention as
+much as the gateway. No assertions: figures only.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -101,13 +104,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def process(args: list[str], env: dict[str, str], log: Path, ready: str = "") -> Iterator[str]:
+def process(
+    args: list[str], env: dict[str, str], log: Path, ready: str = ""
+) -> Iterator[tuple[str, int]]:
     """Run `args` (output to `log`) until the block ends; yields the first output line holding
-    `ready` (at once with "" when `ready` is empty: the caller checks readiness itself)."""
+    `ready` (at once with "" when `ready` is empty: the caller checks readiness itself) and
+    the process id."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield wait_line(proc, log, ready) if ready else ""
+        yield (wait_line(proc, log, ready) if ready else ""), proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -204,16 +210,35 @@ def gateway_body(key: str) -> Body:
     return make
 
 
+class Target(NamedTuple):
+    url: str
+    make: Body
+    pid: int  # the process that answers (direct: the sandbox), whose CPU time is counted
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Figures:
     latencies: list[float] = field(default_factory=list)  # seconds
     seconds: float = 0.0
     fallbacks: int = 0
+    cpu_s: float = 0.0  # CPU time the answering process used while driven
 
     def add(self, other: Figures) -> None:
         self.latencies += other.latencies
         self.seconds += other.seconds
         self.fallbacks += other.fallbacks
+        self.cpu_s += other.cpu_s
+
+    @property
+    def cpu_us(self) -> float:
+        """The answering process's CPU per request, µs."""
+        return 1e6 * self.cpu_s / len(self.latencies) if self.latencies else 0.0
 
     def pct(self, p: int) -> float:
         return statistics.quantiles(self.latencies, n=100)[p - 1] * 1000
@@ -224,13 +249,14 @@ class Figures:
 
 
 async def drive(
-    url: str, make: Body, start: int, count: int, concurrency: int, rate: float | None = None
+    target: Target, start: int, count: int, concurrency: int, rate: float | None = None
 ) -> Figures:
     """`count` POSTs numbered from `start` by `concurrency` keep-alive clients: back to back
     (rate None: a closed loop, as fast as the target answers), or paced at `rate` requests a
     second in all. Paced latency counts from when a request was due, not when a free client
     sent it, so a target that falls behind is charged for the wait (no coordinated omission)."""
     figures = Figures()
+    url, make, pid = target
     cursor = iter(range(count))
 
     async def worker(session: aiohttp.ClientSession, began: float) -> None:
@@ -248,34 +274,37 @@ async def drive(
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), cpu_seconds(pid)
         await asyncio.gather(*(worker(session, began) for _ in range(concurrency)))
         figures.seconds = time.perf_counter() - began
+        figures.cpu_s = cpu_seconds(pid) - cpu
     return figures
 
 
 @contextlib.asynccontextmanager
-async def targets(home: Path) -> AsyncIterator[dict[str, tuple[str, Body]]]:
+async def targets(home: Path) -> AsyncIterator[dict[str, Target]]:
     python = sys.executable
     sandbox_args = [python, "-m", "gateway", "sandbox", "--port", "0"]
-    with process(sandbox_args, dict(os.environ), home / "sandbox.log", "listening on") as line:
+    sandbox_log = home / "sandbox.log"
+    with process(sandbox_args, dict(os.environ), sandbox_log, "listening on") as (line, spid):
         sandbox = line.rsplit(" ", 1)[1]
         env = gateway_env(home, sandbox)
         key = mint_fraud_key(env)
         port = free_port()
         proxy_args = [python, __file__, "--proxy-for", sandbox, "--port", str(free_port())]
         serve_args = [python, "-m", "gateway", "serve", "--port", str(port)]
+        proxy_log = home / "proxy.log"
         with (
-            process(proxy_args, dict(os.environ), home / "proxy.log", "proxy listening") as pline,
-            process(serve_args, env, home / "gateway.log"),
+            process(proxy_args, dict(os.environ), proxy_log, "proxy listening") as (pline, ppid),
+            process(serve_args, env, home / "gateway.log") as (_, gpid),
         ):
             gateway = f"http://127.0.0.1:{port}"
             await wait_ready(gateway + "/healthz")
             proxy = pline.rsplit(" ", 1)[1]
             yield {
-                "direct": (sandbox + "/fraud/v1/scores", provider_body("direct")),
-                "proxy": (proxy + "/fraud/v1/scores", provider_body("proxy")),
-                "gateway": (gateway + "/v1/fraud-checks", gateway_body(key)),
+                "direct": Target(sandbox + "/fraud/v1/scores", provider_body("direct"), spid),
+                "proxy": Target(proxy + "/fraud/v1/scores", provider_body("proxy"), ppid),
+                "gateway": Target(gateway + "/v1/fraud-checks", gateway_body(key), gpid),
             }
 
 
@@ -288,13 +317,13 @@ async def bench(args: argparse.Namespace) -> Runs:
     per_round = max(args.requests // args.rounds, args.concurrency)
     with tempfile.TemporaryDirectory(prefix="bench-fraud-") as tmp:
         async with targets(Path(tmp)) as urls:
-            for url, make in urls.values():  # warm up: connections, caches, first appends
-                await drive(url, make, 10**7, 300, args.concurrency)
+            for target in urls.values():  # warm up: connections, caches, first appends
+                await drive(target, 10**7, 300, args.concurrency)
             first = 0
             for _ in range(args.rounds):
                 for rate in loads:
-                    for name, (url, make) in urls.items():
-                        done = await drive(url, make, first, per_round, args.concurrency, rate)
+                    for name, target in urls.items():
+                        done = await drive(target, first, per_round, args.concurrency, rate)
                         runs[_load(rate)][name].add(done)
                     first += per_round
     return runs
@@ -308,10 +337,12 @@ def report(runs: Runs, concurrency: int) -> None:
     print(f"fraud check: {concurrency} concurrent keep-alive clients, loopback, SQLite store")
     for load, totals in runs.items():
         print(f"\n{load}")
-        print(f"  {'target':<8} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}")
+        head = f"{'target':<8} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}"
+        print(f"  {head} {'CPU µs/req':>10}")
         for name, f in totals.items():
             p50, p99, n = f.pct(50), f.pct(99), len(f.latencies)
-            print(f"  {name:<8} {n:>8} {p50:>8.2f} {p99:>8.2f} {f.rate:>8.0f}")
+            row = f"{name:<8} {n:>8} {p50:>8.2f} {p99:>8.2f} {f.rate:>8.0f}"
+            print(f"  {row} {f.cpu_us:>10.0f}")
         direct, proxy, gateway = totals["direct"], totals["proxy"], totals["gateway"]
         added = gateway.pct(99) - direct.pct(99)
         print(f"  gateway added p99 over direct: {added:6.2f} ms (target <= 5 ms)")
@@ -320,6 +351,8 @@ def report(runs: Runs, concurrency: int) -> None:
         if "closed" in load:
             ratio = gateway.rate / proxy.rate if proxy.rate else 0.0
             print(f"  gateway throughput / bare proxy: {ratio:.2f}x (target >= 0.5x)")
+            cost = gateway.cpu_us / proxy.cpu_us if proxy.cpu_us else 0.0
+            print(f"  gateway CPU per request / bare proxy's: {cost:.2f}x")
         print(f"  gateway fallbacks: {gateway.fallbacks} (expected 0)")
 
 
