@@ -51,6 +51,9 @@ from aiohttp import web
 
 from gateway.identifiers import Hashed, normalize_and_hash
 
+sys.path.insert(0, str(Path(__file__).parent))
+from upload import cpu_seconds  # bench/upload.py: /proc user + system time
+
 REPO = Path(__file__).resolve().parents[1]
 PARTNER = "sample-fraud-provider"
 SAMPLE_URL = "http://127.0.0.1:8080/sandbox"
@@ -214,12 +217,6 @@ class Target(NamedTuple):
     url: str
     make: Body
     pid: int  # the process that answers (direct: the sandbox), whose CPU time is counted
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
