@@ -126,6 +126,23 @@ async def post_customer_match(request: web.Request, caller: Caller) -> web.Strea
     return await accept_job(request, caller, jobs, job_request, lines)
 
 
+async def started(lines: AsyncIterator[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:
+    """`lines` whole, their first read already: what the start of a body decides (a CSV
+    header refused whole raises ValidationFailed) is decided before a job is opened for it,
+    so a refused upload leaves no job behind to hold its idempotency key."""
+    try:
+        first = await anext(lines)
+    except StopAsyncIteration:
+        return lines
+
+    async def whole() -> AsyncIterator[tuple[int, Any]]:
+        yield first
+        async for line in lines:
+            yield line
+
+    return whole()
+
+
 async def accept_job(
     request: web.Request,
     caller: Caller,
@@ -139,6 +156,7 @@ async def accept_job(
     jobs.contract_for(job_request)  # an unknown partner is a 404 before it is a 403
     require_partner(caller.client, job_request.partner)
     assert caller.client is not None
+    lines = await started(lines)
     record, _ = await jobs.open(job_request, caller.client.client_id)
     record = await jobs.feed(record, job_request, lines)
     request.app[DELIVERY].wake()

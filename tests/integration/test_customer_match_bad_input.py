@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gateway.delivery.outbox import NewJob
 from gateway.models import Role
 from gateway.web.auth import mint_client
 from tests.integration.conftest import NOW, Api
@@ -80,6 +81,28 @@ async def test_a_csv_header_with_unknown_columns_is_refused_whole(api: Api) -> N
     )
     assert resp.status == 422
     assert "shoe_size" in await resp.text()
+    # No job was opened for it: nothing holds the idempotency key.
+    probe = NewJob(
+        job_id="probe", client_id=api.client_ids[Role.SENDER], idempotency_key="k-h",
+        request_sha256="0" * 64, kind="customer_match", partner_id="google-customer-match",
+        destination="default", purpose="ad_customer_match", legal_basis="consent",
+        transfer_id="probe", created_at=NOW,
+    )  # fmt: skip
+    _, created = await api.services.store.create_job(probe)
+    assert created
+
+
+async def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(api: Api) -> None:
+    query = "partner=google-customer-match&purpose=ad_customer_match&idempotency_key=k-bom"
+    resp = await api.call(
+        "POST",
+        f"{PATH}?{query}",
+        Role.SENDER,
+        data="\ufeffsubject_id,email\r\ncust-1,a@example.com\r\n".encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["counts"]["received"] == 1
 
 
 async def test_unsupported_media_type(api: Api) -> None:

@@ -1,0 +1,72 @@
+"""Reading a provision's streamed body (gateway/provisions/reader.py): CSV and JSONL lines,
+as spreadsheet programs and scripts write them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal
+
+import pytest
+
+from gateway.errors import ValidationFailed
+from gateway.provisions.reader import read_records
+
+COLUMNS = frozenset({"email", "phone"})
+BOM = "\ufeff".encode()
+
+
+async def _stream(parts: Sequence[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def read(
+    parts: Sequence[bytes], fmt: Literal["jsonl", "csv"]
+) -> list[tuple[int, dict[str, object] | str]]:
+    return [line async for line in read_records(_stream(parts), fmt, columns=COLUMNS)]
+
+
+EXCEL_CSV = (
+    BOM + b"subject_id,email,phone\r\n"
+    b'cust-1,"A.B@Example.com",090-1234-5678\r\n'
+    b'"cust-2","x@y.com, z",\r\n'
+)
+EXPECTED = [
+    (1, {"subject_id": "cust-1", "email": "A.B@Example.com", "phone": "090-1234-5678"}),
+    (2, {"subject_id": "cust-2", "email": "x@y.com, z", "phone": ""}),
+]
+
+
+async def test_a_spreadsheet_csv_with_a_byte_order_mark_crlf_and_quotes() -> None:
+    assert await read([EXCEL_CSV], "csv") == EXPECTED
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3, 4, 20])
+async def test_the_byte_order_mark_split_across_chunks(cut: int) -> None:
+    assert await read([EXCEL_CSV[:cut], EXCEL_CSV[cut:]], "csv") == EXPECTED
+
+
+async def test_a_header_only_csv_with_a_byte_order_mark_and_no_newline() -> None:
+    assert await read([BOM + b"subject_id,email"], "csv") == []
+
+
+async def test_jsonl_with_a_byte_order_mark() -> None:
+    body = BOM + b'{"subject_id": "cust-1", "email": "a@b.c"}\n{"subject_id": "cust-2"}\n'
+    assert await read([body], "jsonl") == [
+        (1, {"subject_id": "cust-1", "email": "a@b.c"}),
+        (2, {"subject_id": "cust-2"}),
+    ]
+
+
+async def test_only_a_leading_byte_order_mark_is_skipped() -> None:
+    # U+FEFF later in the body is data: the line that holds it is reported, not repaired.
+    body = b'{"subject_id": "cust-1"}\n' + BOM + b'{"subject_id": "cust-2"}\n'
+    assert await read([body], "jsonl") == [
+        (1, {"subject_id": "cust-1"}),
+        (2, "line is not valid JSON"),
+    ]
+
+
+async def test_a_header_without_subject_id_is_refused_whole() -> None:
+    with pytest.raises(ValidationFailed, match="subject_id"):
+        await read([BOM + b"email,phone\r\na@b.c,\r\n"], "csv")
