@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp import ClientResponse
 
 from gateway.delivery.outbox import NewJob
 from gateway.models import Role
@@ -70,15 +71,15 @@ async def test_streamed_upload_needs_its_parameters(api: Api) -> None:
     assert {"partner", "purpose", "idempotency_key"} <= named
 
 
+async def post_csv(api: Api, key: str, data: bytes) -> ClientResponse:
+    """A streamed CSV upload to the sample Customer Match partner under `key`."""
+    query = f"partner=google-customer-match&purpose=ad_customer_match&idempotency_key={key}"
+    headers = {"Content-Type": "text/csv"}
+    return await api.call("POST", f"{PATH}?{query}", Role.SENDER, data=data, headers=headers)
+
+
 async def test_a_csv_header_with_unknown_columns_is_refused_whole(api: Api) -> None:
-    query = "partner=google-customer-match&purpose=ad_customer_match&idempotency_key=k-h"
-    resp = await api.call(
-        "POST",
-        f"{PATH}?{query}",
-        Role.SENDER,
-        data="subject_id,email,shoe_size\r\ncust-1,a@example.com,44\r\n",
-        headers={"Content-Type": "text/csv"},
-    )
+    resp = await post_csv(api, "k-h", b"subject_id,email,shoe_size\r\ncust-1,a@example.com,44\r\n")
     assert resp.status == 422
     assert "shoe_size" in await resp.text()
     # No job was opened for it: nothing holds the idempotency key.
@@ -93,13 +94,8 @@ async def test_a_csv_header_with_unknown_columns_is_refused_whole(api: Api) -> N
 
 
 async def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(api: Api) -> None:
-    query = "partner=google-customer-match&purpose=ad_customer_match&idempotency_key=k-bom"
-    resp = await api.call(
-        "POST",
-        f"{PATH}?{query}",
-        Role.SENDER,
-        data="\ufeffsubject_id,email\r\ncust-1,a@example.com\r\n".encode(),
-        headers={"Content-Type": "text/csv"},
+    resp = await post_csv(
+        api, "k-bom", "\ufeffsubject_id,email\r\ncust-1,a@example.com\r\n".encode()
     )
     assert resp.status == 202, await resp.text()
     assert (await resp.json())["counts"]["received"] == 1
