@@ -3,9 +3,8 @@
 Each record comes out with its 1-based line number (the CSV header is line 0, not a record),
 as a dict of strings, or as a short error text when the line cannot be read: a broken line is
 reported against its number and the upload goes on (nothing is dropped silently). Memory is
-bounded by one line (gateway.consent_import.LineSplitter, MAX_LINE_BYTES). A UTF-8 byte order
-mark before the first line (what spreadsheet programs put at the start of an exported CSV) is
-skipped, as the consent import skips it.
+bounded by one line (gateway.consent_import.LineSplitter, MAX_LINE_BYTES), which also drops a
+UTF-8 byte order mark before the first line, as spreadsheet programs write exported CSV.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Final, Literal
+from typing import Literal
 
 from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells
 from gateway.errors import FieldError, ValidationFailed
@@ -21,7 +20,6 @@ from gateway.errors import FieldError, ValidationFailed
 __all__ = ["read_records"]
 
 Line = tuple[int, "dict[str, object] | str"]
-_BOM: Final = b"\xef\xbb\xbf"  # U+FEFF in UTF-8
 
 
 async def read_records(
@@ -32,11 +30,8 @@ async def read_records(
     splitter = LineSplitter()
     header: list[str] | None = None
     number = 0
-    first = True
     async for chunk in chunks:
         for raw in splitter.feed(chunk):
-            if first:
-                raw, first = _without_bom(raw), False
             if fmt == "csv" and header is None:
                 header = _header(raw, columns)
                 continue
@@ -46,18 +41,12 @@ async def read_records(
             yield number, _record(raw, header)
         await asyncio.sleep(0)  # a body that arrives at once must not starve the loop
     for raw in splitter.finish():
-        if first:
-            raw, first = _without_bom(raw), False
         if fmt == "csv" and header is None:
             header = _header(raw, columns)
             continue
         number += 1
         if raw is not None and raw.strip():
             yield number, _record(raw, header)
-
-
-def _without_bom(raw: bytes | None) -> bytes | None:
-    return raw[len(_BOM) :] if raw is not None and raw.startswith(_BOM) else raw
 
 
 def _header(raw: bytes | None, columns: frozenset[str]) -> list[str]:
