@@ -42,9 +42,11 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
-def _from_http_exception(exc: web.HTTPException, method: str, instance: str) -> dict[str, Any]:
-    """aiohttp's own errors (no route, wrong method, body too large) as problem bodies."""
-    allowed = exc.headers.get("Allow", "")
+def _from_http_exception(
+    exc: web.HTTPException, method: str, instance: str, allowed: str | None
+) -> dict[str, Any]:
+    """aiohttp's own errors (no route, wrong method (`allowed`: its Allow header), body too
+    large) as problem bodies."""
     mapped: dict[int, ProblemError] = {
         404: NotFound(f"there is no endpoint at {instance}"),
         405: _MethodNotAllowed(
@@ -98,8 +100,9 @@ async def problem_middleware(request: web.Request, handler: _Handler) -> web.Str
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return problem_response(_from_http_exception(exc, request.method, instance), headers)
+        allowed = exc.headers.get("Allow")
+        body = _from_http_exception(exc, request.method, instance, allowed)
+        return problem_response(body, None if allowed is None else {"Allow": allowed})
     except Exception:
         log.exception("unhandled_error", method=request.method, path=instance)
         return problem_response(internal_problem(instance))
