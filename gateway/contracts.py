@@ -162,6 +162,12 @@ class PartnerContract(Frozen):
     def in_force(self, today: date) -> bool:
         return self.agreement.valid_from <= today <= self.agreement.valid_until
 
+    def consent_purposes(self) -> frozenset[str]:
+        """The purposes a person's consent may be recorded for: the provision purposes, and
+        each destination's personalization purpose (a consent that only sets a signal)."""
+        signals = (d.personalization_purpose for d in self.destinations.values())
+        return frozenset(self.purposes).union(p for p in signals if p is not None)
+
     def fraud_settings(self) -> FraudSettings:
         """[fraud], or its defaults. Raises ValueError on another kind (the caller's bug)."""
         if self.kind is not PartnerKind.FRAUD_CHECK:

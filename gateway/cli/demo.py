@@ -166,8 +166,10 @@ async def _story(
     call = _caller(http, keys)
     for person in ("demo-001", "demo-002", "demo-003", "demo-005", "demo-006"):
         await call("PUT", f"/v1/subjects/{person}/consents/ad_customer_match", "admin", GRANT)
+    await call("PUT", "/v1/subjects/demo-002/consents/ad_personalization", "admin", GRANT)
     await call("DELETE", "/v1/subjects/demo-005/consents/ad_customer_match", "admin")
-    say("1. consents: demo-001..003 and 006 granted, demo-005 withdrew, demo-004 never asked")
+    say("1. consents: demo-001..003 and 006 granted, demo-005 withdrew, demo-004 never asked;")
+    say("   demo-002 also allowed ad personalization (its members go as adPersonalization granted)")
     job = await call(
         "POST",
         "/v1/provisions/customer-match",

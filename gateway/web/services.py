@@ -34,7 +34,8 @@ class Services:
 
     @cached_property  # contracts are read once at start: derive this once too
     def known_purposes(self) -> frozenset[str]:
-        return frozenset(p for c in self.contracts.values() for p in c.purposes)
+        """Every purpose a consent may be recorded for (PartnerContract.consent_purposes)."""
+        return frozenset().union(*(c.consent_purposes() for c in self.contracts.values()))
 
     # Partner credentials by contract credential_ref (None: send no Authorization header).
     credentials: Mapping[str, str] = field(default_factory=dict)

@@ -96,6 +96,20 @@ async def test_same_idempotency_key_does_not_upload_twice(live: Live) -> None:
     assert await outcomes(live, first["transfer_id"]) == Counter(allowed=2, delivered=2)
 
 
+async def test_a_personalization_consent_sets_ad_personalization(live: Live) -> None:
+    """The destination's personalization purpose is a purpose a consent can be recorded for
+    (it is no provision purpose of its own), and its grant sends CONSENT_GRANTED."""
+    await grant(live, "cust-1", "cust-2")
+    await grant(live, "cust-1", purpose="ad_personalization")
+    job = await upload(live, [record(1), record(2)], "k-personalization")
+    await settled(live, job["job_id"])
+    sent = await live.api.services.store.deliveries_of_transfer(job["transfer_id"])
+    consents = sorted(
+        (json.loads(row.payload)["consent"]["adPersonalization"], row.entry_count) for row in sent
+    )
+    assert consents == [("CONSENT_DENIED", 1), ("CONSENT_GRANTED", 1)]
+
+
 async def test_key_reused_with_other_parameters_is_a_conflict(live: Live) -> None:
     await upload(live, [record(1)], "k-c")
     other = {**PARAMS, "legal_basis": "laws_and_regulations"}
