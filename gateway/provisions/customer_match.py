@@ -230,7 +230,7 @@ class _Chunk:
             self.plan.rejections.append(Rejection(line, subject, "no_identifier", None, message))
             unsent = self.kinds.not_sent(decision)
             self.denied.append(self.kinds.denied(unsent, evidence, subject, key, _UNUSABLE))
-            self.plan.count("invalid")
+            self.plan.count("denied")
             return
         if len(values) - values.count(None) == fields.filled:  # no value refused
             sent = fields.sent

@@ -81,7 +81,7 @@ class KindEntries:
 
         def denial() -> tuple[str, str]:
             code = decision.reasons[0].code if decision.reasons else "denied"
-            message = "; ".join(r.message for r in decision.reasons if r.code)
+            message = " ".join(r.message for r in decision.reasons if r.code)  # sentences
             return code, message or "denied by policy"
 
         return self._once(decision, "denial", denial)

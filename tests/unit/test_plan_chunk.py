@@ -351,7 +351,7 @@ def reference_plan(
             plan.count("denied")
         else:
             denied.append(denied_entries.record(outcome[0], subject_key=key, reasons=_UNUSABLE))
-            plan.count("invalid")
+            plan.count("denied")  # nothing Google can match: denied, as logged
     for flags in sorted(allowed):
         members = allowed[flags]
         for start in range(0, len(members), MAX_MEMBERS):
@@ -430,7 +430,7 @@ def _one(
     decision = decide(item, ctx.contract, state, now)
     if not decision.allowed:
         code = decision.reasons[0].code if decision.reasons else "denied"
-        message = "; ".join(r.message for r in decision.reasons if r.code) or "denied by policy"
+        message = " ".join(r.message for r in decision.reasons if r.code) or "denied by policy"
         rejections.append(Rejection(line, subject, code, None, message))
         return decision
     member = Member(subject_id=subject, **_transformed(ctx, line, record, decision, rejections))
