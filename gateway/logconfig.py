@@ -12,6 +12,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 # Keys whose values are personal data: replaced before any renderer sees them.
 IDENTIFIER_KEYS = frozenset(
@@ -40,10 +41,33 @@ def redact_identifiers(
     return event_dict
 
 
+class StdlibToStructlog(logging.Handler):
+    """Libraries' stdlib log records (aiohttp's, asyncio's) as structlog events, so every line
+    is in the configured format. A malformed HTTP request is logged as its status and error
+    class only: aiohttp's message quotes the offending request bytes, which can be a header's
+    API key or a person's email."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log = structlog.get_logger(record.name)
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.warning("bad_http_request", status=exc.code, error=type(exc).__name__)
+            return
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a library's bad format string: keep the template
+            message = str(record.msg)
+        log.log(record.levelno, message, logger=record.name, exc_info=record.exc_info)
+
+
 def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
-    """Configure structlog once, from settings, in the entry point."""
+    """Configure structlog once, from settings, in the entry point; route the stdlib's
+    records (libraries') through it (StdlibToStructlog)."""
+    threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[
@@ -54,9 +78,10 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
             structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    root.handlers[:] = [StdlibToStructlog()]
+    root.setLevel(threshold)

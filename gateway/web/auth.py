@@ -23,7 +23,9 @@ _KEY_RE = re.compile(r"^gw_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 
 def key_sha256(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    """SHA-256 of the key's bytes as sent: aiohttp decodes a header's non-UTF-8 bytes to
+    surrogate escapes, which encode back to those bytes (an invalid key, not an error)."""
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def mint_client(

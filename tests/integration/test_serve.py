@@ -3,6 +3,7 @@ refuses to start on a bad contract; `gateway clients create` prints only the key
 
 from __future__ import annotations
 
+import json
 import socket
 import stat
 import subprocess
@@ -36,30 +37,54 @@ def _get(url: str, key: str | None = None) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    port = _free_port()
-    env = gateway_env(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
+def _raw(base: str, request: bytes) -> bytes:
+    """Send `request` as is (bytes no HTTP client would send) and read the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+class Serving:
+    """`gateway serve` as a process on a free port, homed in a temporary folder."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        port = _free_port()
+        self.env = gateway_env(tmp_path)
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(100):
             try:
-                if _get(base + "/healthz")[0] == 200:
-                    break
+                if _get(self.base + "/healthz")[0] == 200:
+                    return
             except OSError:
                 time.sleep(0.1)
-        else:
-            pytest.fail("gateway serve did not answer /healthz")
-        yield base, env
+        self.stop()
+        pytest.fail("gateway serve did not answer /healthz")
+
+    def stop(self) -> str:
+        """Stop the service; its log (stderr)."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        _, stderr = self.proc.communicate(timeout=10)
+        return stderr.decode()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    service = Serving(tmp_path)
+    try:
+        yield service.base, service.env
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        service.stop()
 
 
 def test_serve_starts_with_no_configuration(
@@ -82,6 +107,37 @@ def test_serve_starts_with_no_configuration(
     assert created.stdout == key + "\n"  # the key is the only output
     assert _get(base + "/v1/partners", key)[0] == 200
     assert _get(base + "/v1/partners", key + "x")[0] == 401
+
+
+def test_malformed_requests_leave_no_header_in_the_log_and_every_line_is_json(
+    tmp_path: Path,
+) -> None:
+    service = Serving(tmp_path)
+    try:
+        created = run_gateway(
+            "clients", "create", "--name", "c", "--role", "compliance", env=service.env
+        )
+        key = created.stdout.strip()
+        # A control byte in a header: aiohttp refuses the request before any handler runs, and
+        # its exception message quotes the header line, key and all.
+        head = f"GET /v1/transfers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\x01\r\n"
+        assert (
+            _raw(service.base, head.encode() + b"\r\n")
+            .split(b"\r\n")[0]
+            .endswith(b" 400 Bad Request")
+        )
+        # Bytes that are not UTF-8 in the key: an invalid key (401), not a server error.
+        head = "GET /v1/transfers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        answer = _raw(service.base, head.encode() + b"Authorization: Bearer gw_\xff\xfe\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert b"application/problem+json" in answer
+    finally:
+        log = service.stop()
+    assert key[10:] not in log
+    events = [json.loads(line) for line in log.splitlines()]  # every line is JSON
+    bad = [e for e in events if e["event"] == "bad_http_request"]
+    assert [(e["status"], e["level"]) for e in bad] == [(400, "warning")]
+    assert not [e for e in events if e["level"] == "error"]
 
 
 def test_serve_refuses_a_bad_contract(tmp_path: Path) -> None:
