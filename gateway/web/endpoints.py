@@ -99,5 +99,9 @@ def guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamR
 
 
 def add_routes(app: web.Application, endpoints: list[Endpoint]) -> None:
+    """Each endpoint's route; a GET answers HEAD too (RFC 9110 9.3.2: headers, no body)."""
     for endpoint in endpoints:
-        app.router.add_route(endpoint.method, endpoint.path, guarded(endpoint))
+        handler = guarded(endpoint)
+        app.router.add_route(endpoint.method, endpoint.path, handler)
+        if endpoint.method == "GET":
+            app.router.add_route("HEAD", endpoint.path, handler)

@@ -87,6 +87,21 @@ async def test_unknown_route_and_method_are_problems(api: Api) -> None:
     assert "POST" in detail
 
 
+async def test_head_answers_where_get_does(api: Api) -> None:
+    """RFC 9110 9.3.2: the GET's status and headers, no body; the role check applies too."""
+    get = await api.call("GET", "/v1/partners", role=Role.COMPLIANCE)
+    head = await api.call("HEAD", "/v1/partners", role=Role.COMPLIANCE)
+    assert (
+        (head.status, head.content_type)
+        == (get.status, get.content_type)
+        == (200, "application/json")
+    )
+    assert await head.read() == b""
+    assert (await api.call("HEAD", "/v1/jobs/x", role=Role.FRAUD)).status == 403
+    allowed = (await api.call("PUT", "/healthz")).headers["Allow"]
+    assert set(allowed.split(",")) == {"GET", "HEAD"}
+
+
 async def test_a_bad_format_query_names_the_parameter(api: Api) -> None:
     status, body = await _problem(
         api, "POST", "/v1/consents/import?format=xml", data="x", headers=JSON
