@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 
 class Frozen(BaseModel):
@@ -144,6 +145,11 @@ class Discontinuance(Frozen):
     reason: str
     requested_at: datetime
     recorded_by: str
+
+    @field_serializer("partners")
+    def _all_partners(self, partners: tuple[str, ...] | None) -> tuple[str, ...] | Literal["all"]:
+        """Shown as it was asked for: "all", not null."""
+        return "all" if partners is None else partners
 
     def covers(self, partner_id: str) -> bool:
         return self.partners is None or partner_id in self.partners

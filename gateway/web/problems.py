@@ -155,7 +155,9 @@ def json_response(payload: Any, status: int = 200) -> web.Response:
     )
 
 
-def model_response(model: BaseModel, status: int = 200) -> web.Response:
+def model_response(
+    model: BaseModel, status: int = 200, *, exclude: set[str] | None = None
+) -> web.Response:
     return web.Response(
-        status=status, text=model.model_dump_json(), content_type="application/json"
+        status=status, text=model.model_dump_json(exclude=exclude), content_type="application/json"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -57,13 +57,18 @@ def purpose_of(request: web.Request) -> str:
     return purpose
 
 
+# An event's `seq` is the store's (GET .../consents shows it); the answer to a write leaves it
+# out rather than show null.
+_NUMBERED_BY_THE_STORE: Final = {"seq"}
+
+
 async def put_consent(request: web.Request, caller: Caller) -> web.StreamResponse:
     services = request.app[SERVICES]
     subject_id, purpose = subject_id_of(request), purpose_of(request)
     body = await read_model(request, GrantBody)
     event = grant_event(subject_id, purpose, body, now=services.clock(), recorded_by=caller.actor)
     await services.store.append_consent_events([event])
-    return model_response(event, status=201)
+    return model_response(event, status=201, exclude=_NUMBERED_BY_THE_STORE)
 
 
 async def delete_consent(request: web.Request, caller: Caller) -> web.StreamResponse:
@@ -74,7 +79,7 @@ async def delete_consent(request: web.Request, caller: Caller) -> web.StreamResp
     )
     await services.store.append_consent_events([event])
     await _remove_from_partners(request, subject_id, purpose=purpose, partners=None)
-    return model_response(event)
+    return model_response(event, exclude=_NUMBERED_BY_THE_STORE)
 
 
 async def _remove_from_partners(

@@ -27,6 +27,7 @@ async def test_grant_withdraw_and_history(api: Api) -> None:
     assert event["action"] == "grant"
     assert event["notice_version"] == "privacy-notice-2026-04"
     assert event["recorded_by"] == api.client_ids[Role.ADMIN]
+    assert "seq" not in event  # the store numbers it: GET shows it, the answer shows no null
 
     status, state = await _json(api, "GET", "/v1/subjects/m-1/consents", role=Role.COMPLIANCE)
     assert status == 200
@@ -38,6 +39,7 @@ async def test_grant_withdraw_and_history(api: Api) -> None:
     assert state["current"][PURPOSE]["action"] == "withdraw"
     # The history keeps both: nothing is overwritten.
     assert [e["action"] for e in state["history"]] == ["grant", "withdraw"]
+    assert all(isinstance(e["seq"], int) for e in state["history"])
 
 
 async def test_grant_needs_its_evidence(api: Api) -> None:
@@ -66,6 +68,12 @@ async def test_discontinuance_for_named_partners_and_unknown_ones(api: Api) -> N
     assert saved["partners"] == ["google-customer-match"]
     status, state = await _json(api, "GET", "/v1/subjects/m-2/consents")
     assert len(state["discontinuances"]) == 1
+    status, saved = await _json(
+        api, "POST", "/v1/subjects/m-2/discontinuance", json={**body, "partners": "all"}
+    )
+    assert (status, saved["partners"]) == (201, "all")  # as asked for, not null
+    status, state = await _json(api, "GET", "/v1/subjects/m-2/consents")
+    assert [d["partners"] for d in state["discontinuances"]] == [["google-customer-match"], "all"]
 
     bad = {"partners": ["google-customer-match", "acme"], "reason": "x"}
     status, problem = await _json(api, "POST", "/v1/subjects/m-2/discontinuance", json=bad)
