@@ -7,7 +7,7 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import FieldError, NotFound, ValidationFailed
+from gateway.errors import Conflict, FieldError, NotFound, ValidationFailed
 from gateway.models import ClientRecord, Role
 from gateway.web.auth import mint_client
 from gateway.web.endpoints import Caller, Endpoint
@@ -85,6 +85,11 @@ async def get_clients(request: web.Request, caller: Caller) -> web.StreamRespons
 async def delete_client(request: web.Request, caller: Caller) -> web.StreamResponse:
     services = request.app[SERVICES]
     client_id = request.match_info["client_id"]
+    if caller.client is not None and caller.client.client_id == client_id:
+        raise Conflict(
+            "a client cannot revoke its own key (that would lock out the last admin); another "
+            "admin, or `gateway clients revoke` on the service's host, can"
+        )
     if not await services.store.revoke_client(client_id, services.clock()):
         raise NotFound(f"no active client {client_id!r}")
     return web.Response(status=204)

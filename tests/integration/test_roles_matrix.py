@@ -115,6 +115,13 @@ async def test_a_revoked_key_stops_working(api: Api) -> None:
     assert (await api.http.get("/v1/partners", headers=headers)).status == 401
 
 
+async def test_an_admin_cannot_revoke_its_own_key(api: Api) -> None:
+    own = api.client_ids[Role.ADMIN]
+    resp = await api.call("DELETE", f"/v1/clients/{own}")
+    assert (resp.status, resp.content_type) == (409, "application/problem+json")
+    assert (await api.call("GET", "/v1/clients")).status == 200  # still works
+
+
 @pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e.roles is None], ids=_id)
 async def test_public_endpoints_need_no_key(api: Api, endpoint: Endpoint) -> None:
     status, _, _ = await _request(api, endpoint, {})
