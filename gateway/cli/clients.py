@@ -16,7 +16,7 @@ from gateway.contracts import load_contracts
 from gateway.models import Role
 from gateway.runtime import open_storage, utc_now
 from gateway.settings import Settings
-from gateway.web.auth import mint_client
+from gateway.web.auth import client_partner_problems, mint_client
 
 
 def register(sub: Any) -> None:
@@ -44,16 +44,9 @@ async def _create(args: argparse.Namespace) -> int:
     role = Role(args.role)
     partners = tuple(args.partner)
     known = load_contracts(settings.partners_dir, utc_now().date())
-    unknown = [p for p in partners if p not in known]
-    if unknown:
-        print(f"gateway: unknown partner(s): {', '.join(unknown)}", file=sys.stderr)
-        return 2
-    if role is Role.SENDER and not partners:
-        print("gateway: a sender needs at least one --partner", file=sys.stderr)
-        return 2
-    if role is Role.RECIPIENT and len(partners) != 1:
-        # A recipient is one partner's own credential: never shared between partners.
-        print("gateway: a recipient needs exactly one --partner", file=sys.stderr)
+    if errors := client_partner_problems(role, partners, known):
+        for error in errors:
+            print(f"gateway: --partner: {error.detail}", file=sys.stderr)
         return 2
     record, key = mint_client(name=args.name, role=role, partners=partners, now=utc_now())
     store = await open_storage(settings)

@@ -11,12 +11,14 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 
 from aiohttp import web
 
-from gateway.errors import Forbidden, Unauthorized
-from gateway.models import ClientRecord, Role
+from gateway.contracts import PartnerContract
+from gateway.errors import FieldError, Forbidden, Unauthorized
+from gateway.models import ClientRecord, PartnerKind, Role
 from gateway.web.services import SERVICES
 
 _KEY_RE = re.compile(r"^gw_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -43,6 +45,30 @@ def mint_client(
         created_at=now,
     )
     return record, key
+
+
+def client_partner_problems(
+    role: Role, partners: tuple[str, ...], contracts: Mapping[str, PartnerContract]
+) -> list[FieldError]:
+    """What is wrong with a new client's partners: unknown ones, a sender without any, a
+    recipient without exactly one, or whose partner posts no summaries (only attribute-export
+    recipients do)."""
+    errors = [
+        FieldError(f"/partners/{i}", f"unknown partner {p!r}")
+        for i, p in enumerate(partners)
+        if p not in contracts
+    ]
+    if role is Role.SENDER and not partners:
+        errors.append(FieldError("/partners", "a sender must name the partners it sends to"))
+    if role is Role.RECIPIENT and len(partners) != 1:
+        # A recipient key is one partner's own credential: never shared between partners.
+        errors.append(FieldError("/partners", "a recipient names exactly one partner"))
+    elif role is Role.RECIPIENT and partners[0] in contracts:
+        kind = contracts[partners[0]].kind
+        if kind is not PartnerKind.ATTRIBUTE_EXPORT:
+            detail = f"a {kind.value} partner posts no summaries: recipients are attribute_export"
+            errors.append(FieldError("/partners/0", detail))
+    return errors
 
 
 def bearer_key(header: str | None) -> str:

@@ -7,9 +7,9 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import Conflict, FieldError, NotFound, ValidationFailed
+from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.models import ClientRecord, Role
-from gateway.web.auth import mint_client
+from gateway.web.auth import client_partner_problems, mint_client
 from gateway.web.endpoints import Caller, Endpoint
 from gateway.web.problems import model_response, read_model
 from gateway.web.services import SERVICES
@@ -48,27 +48,11 @@ class ClientList(BaseModel):
     clients: list[ClientOut]
 
 
-def check_client_partners(body: NewClient, known: set[str]) -> None:
-    """Raises ValidationFailed for unknown partners, a sender without partners or a
-    recipient without exactly one."""
-    errors = [
-        FieldError(f"/partners/{i}", f"unknown partner {p!r}")
-        for i, p in enumerate(body.partners)
-        if p not in known
-    ]
-    if body.role is Role.SENDER and not body.partners:
-        errors.append(FieldError("/partners", "a sender must name the partners it sends to"))
-    if body.role is Role.RECIPIENT and len(body.partners) != 1:
-        # A recipient key is one partner's own credential: never shared between partners.
-        errors.append(FieldError("/partners", "a recipient names exactly one partner"))
-    if errors:
-        raise ValidationFailed("the client's partners are not valid", errors=errors)
-
-
 async def post_client(request: web.Request, caller: Caller) -> web.StreamResponse:
     services = request.app[SERVICES]
     body = await read_model(request, NewClient)
-    check_client_partners(body, set(services.contracts))
+    if errors := client_partner_problems(body.role, body.partners, services.contracts):
+        raise ValidationFailed("the client's partners are not valid", errors=errors)
     record, key = mint_client(
         name=body.name, role=body.role, partners=body.partners, now=services.clock()
     )

@@ -28,3 +28,14 @@ async def test_a_recipient_client_names_exactly_one_partner(api: Api, partners: 
     )
     assert resp.status == 422
     assert "/partners" in [e["pointer"] for e in (await resp.json())["errors"]]
+
+
+async def test_a_recipient_is_an_attribute_export_partner(api: Api) -> None:
+    """Only attribute-export recipients post summaries: another kind's recipient key would be
+    a credential for nothing."""
+    body = {"name": "r", "role": "recipient", "partners": ["google-customer-match"]}
+    resp = await api.call("POST", "/v1/clients", json=body)
+    assert resp.status == 422
+    [error] = (await resp.json())["errors"]
+    assert error["pointer"] == "/partners/0"
+    assert "attribute_export" in error["detail"]

@@ -157,3 +157,12 @@ def test_clients_create_rejects_a_sender_without_partners(tmp_path: Path) -> Non
     )
     assert result.returncode == 2
     assert result.stdout == ""
+
+
+def test_clients_create_checks_partners_as_the_api_does(tmp_path: Path) -> None:
+    result = run_gateway(
+        "clients", "create", "--name", "x", "--role", "recipient",
+        "--partner", "google-customer-match", env=gateway_env(tmp_path),
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (2, "")
+    assert "recipients are attribute_export" in result.stderr
