@@ -116,5 +116,6 @@ def require_partner(client: ClientRecord | None, partner_id: str) -> None:
     if client is None or client.role not in PARTNER_SCOPED_ROLES:
         return
     if partner_id not in client.partners:
-        verb = "send to" if client.role is Role.SENDER else "act for"
-        raise Forbidden(f"this client may not {verb} partner {partner_id!r}")
+        raise Forbidden(
+            f"this client acts for {', '.join(client.partners)} only, not {partner_id!r}"
+        )
