@@ -64,7 +64,9 @@ def register(sub: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--keep", type=Path, metavar="DIR", help="use and keep this home")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="use and keep this home (a new or empty folder)"
+    )
     parser.set_defaults(func=lambda a: asyncio.run(_main(a)))
 
 
@@ -92,6 +94,11 @@ def say(title: str, payload: Any = None) -> None:
 
 
 async def _main(args: argparse.Namespace) -> int:
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        # The story's consents and uploads would meet an earlier run's: what it prints would
+        # no longer be what happened.
+        print(f"gateway demo: --keep {args.keep} is not empty; name a new folder", file=sys.stderr)
+        return 2
     home = args.keep or Path(tempfile.mkdtemp(prefix="gateway-demo-"))
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
@@ -109,7 +116,8 @@ async def _main(args: argparse.Namespace) -> int:
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        print(f"gateway demo: service at {base}, home {home}")
+        kept = "kept" if args.keep is not None else "removed at the end; --keep DIR keeps one"
+        print(f"gateway demo: service at {base}, home {home} ({kept})")
         keys = await _clients(services)
         async with aiohttp.ClientSession(base_url=base) as http:
             await _story(http, keys, services, base)

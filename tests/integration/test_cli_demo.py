@@ -18,3 +18,6 @@ def test_demo_runs_every_provision_and_verifies(tmp_path: Path) -> None:
     assert "consent_withdrawn" in out  # a refusal, with its reason
     assert "ok: " in out.split("6. gateway ledger verify")[1]
     assert "Hanako.Sato@Example.jp" not in done.stdout + done.stderr  # never a raw identifier
+    again = run_gateway("demo", "--keep", str(tmp_path / "home"), env=gateway_env(tmp_path))
+    assert (again.returncode, again.stdout) == (2, "")  # a second story would tell untruths
+    assert "not empty" in again.stderr
