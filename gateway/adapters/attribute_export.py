@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from pydantic import Field
 
@@ -141,10 +142,18 @@ Problem = tuple[str, str]  # (RFC 6901 JSON pointer, detail)
 PER_PERSON_NAMES = frozenset(
     {"member_id", "subject_id", "subject_key", "email", "phone", "given_name", "family_name"}
 )
+# A statistical table is a few dimensions of a few values each: 47 prefectures x 10 age bands
+# x 3 genders x 7 more is ~10,000. A larger one is no longer a summary to review (at the
+# minimum count of 10 it describes 100,000 people cell by cell), and checking it would hold
+# the event loop (~20 us a cell): refused, pointing at /cells, before any cell is read.
+MAX_CELLS: Final = 10_000
+MAX_DIMENSIONS: Final = 16
 _TOP_KEYS = ("upload_id", "dimensions", "cells")
 _CELL_KEYS = ("values", "count")
+_SCHEMA_KEYS = frozenset(_TOP_KEYS + _CELL_KEYS)
+_NO_OTHER: Final = "a summary holds no other key"
+_MISSING: Final[Any] = object()  # a key not in the body (null is a value: never a valid one)
 _DIMENSION = re.compile(r"[a-z][a-z0-9_]{0,62}").fullmatch
-_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}").fullmatch
 _LONG_HEX = re.compile(r"[0-9a-fA-F]{32,}").fullmatch  # SHA-256, HMAC, MD5 ... digests
 _KEYED = re.compile(r"[^\s:]{1,64}:[0-9a-fA-F]{32,}").fullmatch  # "<key id>:<hex>" subject keys
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+").fullmatch
@@ -161,38 +170,62 @@ def looks_per_person(value: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class _Names:
+    """The names a problem may quote: the schema's keys, the gateway's own per-person field
+    names (`barred`), and the summary's valid dimensions (`declared`; None when the dimension
+    list is unusable). Any other key is the caller's text (a name, an email) and is only
+    counted (`_unknown_keys`)."""
+
+    barred: frozenset[str]
+    declared: frozenset[str] | None
+
+    def quotable(self, key: str) -> bool:
+        return key in _SCHEMA_KEYS or key in self.barred or key in (self.declared or ())
+
+
 def check_summary(body: object, min_cell_count: int, identifier_fields: Collection[str]) -> Summary:
     """`body` (parsed JSON) as a Summary, if it is a statistical summary and nothing more.
 
     Refused, every problem listed: a key other than upload_id/dimensions/cells at the top or
-    values/count in a cell (a per-person list such as "members" rides in on one); a dimension
-    that is not a lowercase name, repeats, or names an identifier (PER_PERSON_NAMES,
-    `identifier_fields`, any *_sha256); cell values whose keys are not exactly the dimensions
-    or that are not strings or look per person (`looks_per_person`); a count that is not an
-    integer or is below `min_cell_count` (0 included); two cells with the same values; no cell.
+    values/count in a cell (a per-person list such as "members" rides in on one); null for any
+    of them; an upload_id that is not a short printable string or looks per person; more than
+    MAX_DIMENSIONS dimensions, or one that is not a lowercase name, repeats, names an
+    identifier (PER_PERSON_NAMES, `identifier_fields`, any *_sha256) or looks per person; more
+    than MAX_CELLS cells; cell values whose keys are not exactly the dimensions or that are
+    not strings or look per person (`looks_per_person`); a count that is not an integer or is
+    below `min_cell_count` (0 included); two cells with the same values; no cell.
 
-    Raises SummaryRefused with (JSON pointer, detail) pairs that never quote a value; a key
-    shaped like personal data is not quoted either.
+    Raises SummaryRefused with (JSON pointer, detail) pairs that never quote a value, and
+    quote a key only if the schema, the gateway or the summary's dimensions declare it (any
+    other key is counted, not named: it may be a person's name or email).
     """
     if not isinstance(body, dict):
         raise SummaryRefused([("", "must be a JSON object")])
-    problems = _unknown_keys("", body, _TOP_KEYS)
-    problems += [(f"/{key}", "required") for key in _TOP_KEYS if key not in body]
-    upload_id = body.get("upload_id")
-    if "upload_id" in body and not _is_upload_id(upload_id):
-        problems.append(("/upload_id", "must be a printable string of 1 to 128 characters"))
     barred = PER_PERSON_NAMES | frozenset(identifier_fields)
-    dimensions = _dimensions(body.get("dimensions"), barred, problems)
-    cells = _cells(body.get("cells"), dimensions, max(min_cell_count, 1), problems)
-    if problems:
-        raise SummaryRefused(problems)
-    assert isinstance(upload_id, str), "checked above"
-    assert dimensions is not None, "checked above"
+    problems: list[Problem] = [(f"/{key}", "required") for key in _TOP_KEYS if key not in body]
+    upload_id = _upload_id(body.get("upload_id", _MISSING), problems)
+    dimensions, declared = _dimensions(body.get("dimensions", _MISSING), barred, problems)
+    names = _Names(barred, declared)
+    problems[:0] = _unknown_keys("", body, _TOP_KEYS, names, _NO_OTHER)
+    minimum = max(min_cell_count, 1)
+    cells = _cells(body.get("cells", _MISSING), dimensions, names, minimum, problems)
+    if problems or upload_id is None or dimensions is None or not cells:
+        # Each None above comes with its problem; the fallback keeps this total.
+        raise SummaryRefused(problems or [("", "is not a summary")])
     return Summary(upload_id=upload_id, dimensions=dimensions, cells=tuple(cells))
 
 
-def _is_upload_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()
+def _upload_id(raw: object, problems: list[Problem]) -> str | None:
+    if raw is _MISSING:
+        return None
+    if not (isinstance(raw, str) and 0 < len(raw) <= 128 and raw.isprintable()):
+        problems.append(("/upload_id", "must be a printable string of 1 to 128 characters"))
+        return None
+    if looks_per_person(raw):  # it is logged with an accepted summary
+        problems.append(("/upload_id", "looks like one person's identifier"))
+        return None
+    return raw
 
 
 def _pointer(parent: str, key: str | int) -> str:
@@ -200,50 +233,65 @@ def _pointer(parent: str, key: str | int) -> str:
     return f"{parent}/{str(key).replace('~', '~0').replace('/', '~1')}"
 
 
-def _unknown_keys(parent: str, obj: dict[Any, Any], allowed: Collection[str]) -> list[Problem]:
+def _unknown_keys(
+    parent: str, obj: dict[str, Any], allowed: Collection[str], names: _Names, detail: str
+) -> list[Problem]:
+    """A problem per key outside `allowed` that `names` may quote, one counting the rest."""
     problems: list[Problem] = []
+    withheld = 0
     for key in obj:
         if key in allowed:
             continue
-        if isinstance(key, str) and _SAFE_KEY(key) and not looks_per_person(key):
-            problems.append((_pointer(parent, key), "unknown key: a summary holds no other"))
+        if names.quotable(key):
+            problems.append((_pointer(parent, key), detail))
         else:
-            problems.append((parent, "unknown key (name withheld: it may be personal data)"))
+            withheld += 1
+    if withheld:
+        # Counted, not named: the key is the caller's text, maybe a person's name or email.
+        problems.append((parent, f"{withheld} undeclared key(s), not named: {detail}"))
     return problems
 
 
 def _dimensions(
     raw: object, barred: frozenset[str], problems: list[Problem]
-) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, list):
-        problems.append(("/dimensions", "must be a list of dimension names"))
-        return None
-    ok = True
-    seen: set[str] = set()
+) -> tuple[tuple[str, ...] | None, frozenset[str] | None]:
+    """(the dimensions if all are valid, the valid ones; None when the list is unusable)."""
+    if raw is _MISSING:
+        return None, None
+    if not isinstance(raw, list) or len(raw) > MAX_DIMENSIONS:
+        problems.append(("/dimensions", f"must be a list of at most {MAX_DIMENSIONS} names"))
+        return None, None
+    seen: dict[str, int] = {}
     for index, name in enumerate(raw):
         where = f"/dimensions/{index}"
         if not isinstance(name, str) or not _DIMENSION(name):
             problems.append((where, "must be a lowercase name like age_band"))
         elif name in barred or name.endswith("_sha256"):
-            problems.append((where, f"{name} identifies a person: not a dimension"))
+            problems.append((where, "names an identifier of one person: not a dimension"))
+        elif looks_per_person(name):
+            problems.append((where, "looks like one person's identifier"))
         elif name in seen:
-            problems.append((where, f"{name} repeats"))
+            problems.append((where, f"repeats /dimensions/{seen[name]}"))
         else:
-            seen.add(name)
-            continue
-        ok = False
-    return tuple(raw) if ok else None
+            seen[name] = index
+    declared = frozenset(seen)
+    return (tuple(raw) if len(seen) == len(raw) else None), declared
 
 
 def _cells(
-    raw: object, dimensions: tuple[str, ...] | None, minimum: int, problems: list[Problem]
+    raw: object,
+    dimensions: tuple[str, ...] | None,
+    names: _Names,
+    minimum: int,
+    problems: list[Problem],
 ) -> list[Cell]:
-    if raw is None:
+    if raw is _MISSING:
         return []
     if not isinstance(raw, list) or not raw:
         problems.append(("/cells", "must be a non-empty list of cells"))
+        return []
+    if len(raw) > MAX_CELLS:
+        problems.append(("/cells", f"at most {MAX_CELLS} cells in a summary, not {len(raw)}"))
         return []
     cells: list[Cell] = []
     first_at: dict[tuple[str, ...], int] = {}
@@ -253,13 +301,15 @@ def _cells(
             problems.append((where, "must be an object with values and count"))
             continue
         before = len(problems)
-        problems += _unknown_keys(where, cell, _CELL_KEYS)
+        problems += _unknown_keys(where, cell, _CELL_KEYS, names, _NO_OTHER)
         problems += [(f"{where}/{key}", "required") for key in _CELL_KEYS if key not in cell]
-        count = _count(cell.get("count"), f"{where}/count", minimum, problems)
-        values = _values(cell.get("values"), dimensions, f"{where}/values", problems)
-        if len(problems) > before or values is None or count is None:
+        count = _count(cell.get("count", _MISSING), f"{where}/count", minimum, problems)
+        values = _values(
+            cell.get("values", _MISSING), dimensions, names, f"{where}/values", problems
+        )
+        if len(problems) > before or values is None or count is None or dimensions is None:
             continue
-        key = tuple(values[d] for d in dimensions or ())
+        key = tuple(values[d] for d in dimensions)
         if key in first_at:
             problems.append((where, f"repeats the values of /cells/{first_at[key]}"))
             continue
@@ -269,9 +319,9 @@ def _cells(
 
 
 def _count(raw: object, where: str, minimum: int, problems: list[Problem]) -> int | None:
-    if raw is None:
+    if raw is _MISSING:
         return None
-    # bool is an int in Python, not a count in JSON.
+    # bool is an int in Python, not a count in JSON; null is no count.
     if type(raw) is not int:
         problems.append((where, "must be an integer"))
         return None
@@ -283,19 +333,27 @@ def _count(raw: object, where: str, minimum: int, problems: list[Problem]) -> in
 
 
 def _values(
-    raw: object, dimensions: tuple[str, ...] | None, where: str, problems: list[Problem]
+    raw: object,
+    dimensions: tuple[str, ...] | None,
+    names: _Names,
+    where: str,
+    problems: list[Problem],
 ) -> dict[str, str] | None:
-    if raw is None:
+    """The cell's values if they are exactly the dimensions, each a string that keys no one.
+    With no usable dimension list, no key can be judged: only the object is checked."""
+    if raw is _MISSING:
         return None
     if not isinstance(raw, dict):
         problems.append((where, "must be an object of dimension -> value"))
         return None
+    if names.declared is None:
+        return None
     before = len(problems)
+    problems += _unknown_keys(where, raw, names.declared, names, "not one of the dimensions")
     if dimensions is not None:
-        problems += _unknown_keys(where, raw, dimensions)
         problems += [(_pointer(where, d), "missing dimension") for d in dimensions if d not in raw]
     for key, value in raw.items():
-        if dimensions is not None and key not in dimensions:
+        if key not in names.declared:
             continue  # reported above
         if not isinstance(value, str):
             problems.append((_pointer(where, key), "must be a string"))

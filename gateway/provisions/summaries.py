@@ -11,8 +11,9 @@ Both outcomes are logged, as Art. 30-style receipt entries built on `receipt_ent
   "attribute_estimation_summary", the summary id and upload id, the SHA-256 of the bytes
   received; data_category "statistics".
 - refused: outcome `denied`, no items, the problems as reasons (JSON pointers and fixed
-  details, never a value), the SHA-256 of the bytes received (proof of what came, without
-  keeping it).
+  details, never a value, never a key the summary does not declare), the SHA-256 of the bytes
+  received (proof of what came, without keeping it), or null for a body refused unread (too
+  large, or not JSON by its media type).
 
 A summary is about a group, not a person, so its entry names no one: subject id and key are
 "" (`NO_SUBJECT`). No subject id can be empty (gateway.consent.SUBJECT_ID_PATTERN needs a
@@ -107,10 +108,11 @@ def refusal_record(
     problems: Sequence[Problem],
     transfer_id: str,
     entry_id: str,
-    body_sha256: str,
+    body_sha256: str | None,
     time: datetime,
 ) -> LeafRecord:
-    """The log entry of a refused summary: what was wrong, never what it held."""
+    """The log entry of a refused summary: what was wrong, never what it held.
+    `body_sha256` is None for a body refused unread (413, 415)."""
     entry = receipt_entry(
         contract=contract,
         purpose=summary_purpose(contract),
@@ -136,8 +138,8 @@ def refusal_record(
 
 def refusal_reasons(problems: Sequence[Problem]) -> list[dict[str, str]]:
     """The problems as log reasons: at most MAX_REASONS, then one counting the rest.
-    check_summary's details never quote a value; its pointers name keys that are not
-    shaped like personal data only."""
+    check_summary's details never quote a value; its pointers name only keys the schema, the
+    gateway or the summary's valid dimensions declare (any other key is counted)."""
     reasons = [
         {"code": "summary_refused", "message": f"{where or '/'}: {detail}"}
         for where, detail in problems[:MAX_REASONS]

@@ -5,8 +5,13 @@ client minted for that one partner): the gateway keeps a summary only if it is a
 table whose every cell counts at least the contract's `[statistics] min_cell_count` and that
 carries no per-person key (gateway.provisions.summaries). Either way the outcome is logged:
 a `received` entry for a stored summary, a `denied` one (reasons, never values) for a refused
-one, which is answered 422 with every problem as a JSON pointer. `GET` lists what was kept
-(senders for their partners, compliance for all).
+one, which is answered 422 with every problem as a JSON pointer (400 when the body is not
+JSON; 413 and 415 when it is refused unread, logged too, with no body hash). `GET` lists what
+was kept (senders for their partners, compliance for all). Requests that are not the
+partner's recipient's (401, 403) or name no such partner (404) are not receipts: not logged.
+
+The check is CPU-bound (tens of microseconds a cell, MAX_CELLS cells at most), so it runs in a
+worker thread: a large summary does not hold the event loop that fraud checks share.
 
 Order of writes: the log entry first, then the row. A crash between the two leaves a logged
 receipt with nothing stored, and the recipient's retry logs it again; never a stored summary
@@ -16,6 +21,7 @@ answered 200 with the stored one and logged no second time; another body is a co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Sequence
@@ -24,9 +30,17 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.adapters import SummaryRefused
-from gateway.adapters.attribute_export import Problem, Summary, check_summary, looks_per_person
+from gateway.adapters.attribute_export import MAX_CELLS, Problem, Summary, check_summary
 from gateway.contracts import PartnerContract
-from gateway.errors import BadRequest, Conflict, FieldError, NotFound, ValidationFailed
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    FieldError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from gateway.models import PartnerKind, Role
 from gateway.provisions.summaries import identifier_fields, receipt_record, refusal_record
 from gateway.storage.summary_store import SummaryRecord
@@ -39,6 +53,12 @@ POSTERS: Final = frozenset({Role.RECIPIENT})
 READERS: Final = frozenset({Role.SENDER, Role.COMPLIANCE})
 PAGE_DEFAULT: Final = 100
 PAGE_MAX: Final = 1_000
+# A MAX_CELLS table of a few dimensions is about 1 MB of JSON. json.loads holds the GIL even
+# in a worker thread (~15 ms a MiB here), so the body is bounded too, well below the app's
+# 16 MiB default: a 4 MiB body holds the loop ~60-150 ms, a 16 MiB one ~0.5 s (measured).
+MAX_SUMMARY_BYTES: Final = 4 * 1024 * 1024
+_UNREAD_MEDIA: Final = "not read: the body is not application/json"
+_UNREAD_TOO_LARGE: Final = "not read: the body is larger than the gateway accepts"
 
 
 def _contract(services: Services, partner_id: str) -> PartnerContract:
@@ -49,14 +69,44 @@ def _contract(services: Services, partner_id: str) -> PartnerContract:
     return contract
 
 
-def _checked(raw: bytes, contract: PartnerContract) -> Summary:
-    """The body as a Summary. Raises SummaryRefused (every problem), ValueError (not JSON)."""
-    body = json.loads(raw)  # bytes: UTF-8/16/32 per RFC 8259 §8.1; ValueError otherwise
-    assert contract.statistics is not None, "required for kind attribute_export"
-    summary = check_summary(body, contract.statistics.min_cell_count, identifier_fields(contract))
-    if looks_per_person(summary.upload_id):  # it is logged: it must not be a person's key
-        raise SummaryRefused([("/upload_id", "looks like one person's identifier")])
-    return summary
+def _verdict(
+    raw: bytes, minimum: int, identifiers: frozenset[str]
+) -> tuple[str, Summary | SummaryRefused | None]:
+    """(SHA-256 of the body, its verdict: the Summary, the refusal, or None when the body is
+    not JSON). Pure and CPU-bound (a MAX_CELLS summary takes a few hundred ms): run off the
+    event loop, so fraud checks and /healthz are not held up behind it."""
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        body = json.loads(raw)  # bytes: UTF-8/16/32 per RFC 8259 §8.1; ValueError otherwise
+    except (ValueError, RecursionError):  # the message may quote the input: not kept
+        return sha, None
+    try:
+        return sha, check_summary(body, minimum, identifiers)
+    except SummaryRefused as exc:
+        return sha, exc
+
+
+async def _body(request: web.Request) -> bytes:
+    """The body, if it is JSON of at most MAX_SUMMARY_BYTES (or the app's smaller limit).
+    Raises UnsupportedMediaType, PayloadTooLarge."""
+    require_media(request, ("application/json",))
+    limit = min(MAX_SUMMARY_BYTES, request.app[SERVICES].settings.max_json_bytes)
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit:  # chunked, or a Content-Length that understated it
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"a summary is at most {limit} bytes (and {MAX_CELLS} cells); it was not read, and "
+        "the refusal is logged"
+    )
 
 
 async def post_summary(request: web.Request, caller: Caller) -> web.StreamResponse:
@@ -65,26 +115,31 @@ async def post_summary(request: web.Request, caller: Caller) -> web.StreamRespon
     require_partner(caller.client, partner_id)
     assert caller.client is not None
     contract = _contract(services, partner_id)
-    require_media(request, ("application/json",))
-    raw = await request.read()  # bounded by the app's client_max_size (413 past it)
-    sha = hashlib.sha256(raw).hexdigest()
     try:
-        summary = _checked(raw, contract)
-    except (ValueError, RecursionError):
+        raw = await _body(request)
+    except (UnsupportedMediaType, PayloadTooLarge) as exc:
+        # Refused unread: logged like any refusal, with no body hash (nothing was read whole).
+        unread = _UNREAD_TOO_LARGE if isinstance(exc, PayloadTooLarge) else _UNREAD_MEDIA
+        await _refused(services, contract, [("", unread)], None)
+        raise
+    assert contract.statistics is not None, "required for kind attribute_export"
+    minimum, identifiers = contract.statistics.min_cell_count, identifier_fields(contract)
+    sha, verdict = await asyncio.to_thread(_verdict, raw, minimum, identifiers)
+    if verdict is None:
         await _refused(services, contract, [("", "not a JSON document")], sha)
-        raise BadRequest("the summary is not valid JSON; it was refused and logged") from None
-    except SummaryRefused as exc:
-        await _refused(services, contract, exc.problems, sha)
+        raise BadRequest("the summary is not valid JSON; it was refused and logged")
+    if isinstance(verdict, SummaryRefused):
+        await _refused(services, contract, verdict.problems, sha)
         raise ValidationFailed(
-            f"the summary was refused ({len(exc.problems)} problem(s)): only aggregate cells "
-            "of at least the contract's minimum count, with no per-person key, are accepted; "
-            "the refusal is logged",
-            errors=[FieldError(where, detail) for where, detail in exc.problems],
-        ) from None
-    existing = await services.store.summary_of_upload(partner_id, summary.upload_id)
+            f"the summary was refused ({len(verdict.problems)} problem(s)): only aggregate "
+            f"cells (at most {MAX_CELLS}) of at least the contract's minimum count, with no "
+            "per-person key, are accepted; the refusal is logged",
+            errors=[FieldError(where, detail) for where, detail in verdict.problems],
+        )
+    existing = await services.store.summary_of_upload(partner_id, verdict.upload_id)
     if existing is not None:
         return _again(existing, sha)
-    stored, created = await _keep(services, contract, summary, caller.client.client_id, sha)
+    stored, created = await _keep(services, contract, verdict, caller.client.client_id, sha)
     if not created:  # another request stored this upload's summary meanwhile
         return _again(stored, sha)
     return json_response(_created(stored), status=201)
@@ -120,7 +175,7 @@ async def _keep(
 
 
 async def _refused(
-    services: Services, contract: PartnerContract, problems: Sequence[Problem], sha: str
+    services: Services, contract: PartnerContract, problems: Sequence[Problem], sha: str | None
 ) -> None:
     """Log a refusal. Raises StorageError."""
     record = refusal_record(
@@ -204,9 +259,11 @@ ENDPOINTS = [
             "cells of {values, count}, every count at least the contract's min_cell_count, no "
             "dimension or value that keys one person, nothing else. Answers 201 with "
             "summary_id, upload_id and the number of cells, and logs the receipt. Anything "
-            "else is refused with 422 listing every problem as a JSON pointer, and the "
-            "refusal is logged (never the content). The same summary again answers 200; "
-            "another summary of the same upload is 409. A recipient only for its own partner."
+            "else is refused with 422 listing every problem as a JSON pointer (a key the "
+            f"summary does not declare is counted, never named; at most {MAX_CELLS} cells), "
+            "and the refusal is logged (never the content); so are 400 (not JSON), 413 and "
+            "415. The same summary again answers 200; another summary of the same upload is "
+            "409. A recipient only for its own partner."
         ),
         tag="partners",
         roles=POSTERS,
