@@ -3,7 +3,9 @@ record, queue (architecture: accept -> decide -> transform -> record -> deliver)
 
 `ExportPlanner` is the `gateway.provisions.jobs.Planner` of kind attribute_export; its `plan`
 is pure. Per record: the shape is checked (keys: subject_id and the contract's export
-columns; a bad record is rejected with the field named, never its value); `policy.decide`
+columns; a bad record is rejected with the field named, never its value, and a key that is
+no field the gateway knows is not named either: it is the caller's text, maybe an email or a
+name, and rejections are stored and listed); `policy.decide`
 rules on it; each allowed column is transformed as the purpose's fields table says and the
 row is encoded in the recipient's designated format (`adapters.attribute_export.encode_row`).
 A value with no exact form in the file's encoding (an emoji in Shift_JIS) rejects that
@@ -18,8 +20,11 @@ the profile does not know, as given).
 
 One outbox row per chunk: each chunk's allowed rows are one complete file (with the header
 when the format has one) sent as its own upload under its own idempotency key, so an export
-of a million members is about a hundred files. Every record that names a subject gets one
-log entry: `allowed` with the SHA-256 of that person's encoded row bytes, or `denied`.
+of a million members is about a hundred files. Every record that passes the shape check gets
+one log entry: `allowed` with the SHA-256 of that person's encoded row bytes, or `denied`
+(refused by policy, or unwritable in the encoding). A record rejected for its shape is never
+decided and nothing of it leaves, so it is no provision (APPI Art. 29 records provisions): it
+is a rejection row only, with no log entry, as in Customer Match (provisions.customer_match).
 """
 
 from __future__ import annotations
@@ -32,7 +37,12 @@ from datetime import datetime
 from typing import Any, Final
 
 from gateway.adapters import UnencodableValue
-from gateway.adapters.attribute_export import content_type, encode_row, header_bytes
+from gateway.adapters.attribute_export import (
+    PER_PERSON_NAMES,
+    content_type,
+    encode_row,
+    header_bytes,
+)
 from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import ExportFormat
 from gateway.contracts import PartnerContract
@@ -58,6 +68,10 @@ __all__ = ["DEFAULT_PURPOSE", "OPERATION", "ExportPlanner", "field_pseudonym", "
 OPERATION: Final = "upload"  # the delivery worker posts it to {endpoint}/v1/uploads
 DEFAULT_PURPOSE: Final = "attribute_estimation"
 _PSEUDONYM_DOMAIN: Final = b"gateway.field-pseudonym/v1"
+_UNNAMED_FIELD: Final = (
+    "a key that is no column of the partner's file, and no field the gateway knows "
+    "(not named: it may be personal data)"
+)
 
 
 def pseudonymizer(partner_id: str, name: str, *, key: bytes) -> Callable[[str], str]:
@@ -131,12 +145,21 @@ class ExportPlanner:
             transforms=contract.purposes[request.purpose].fields,
             planner=self,
             decisions=DecisionCache(),
+            known=_known_fields(contract),
             pseudonyms={
                 name: pseudonymizer(contract.id, name, key=self.pseudonym_key)
                 for name in contract.export.columns
             },
         )
         return _plan(ctx, lines, states, now, done=done, last=last)
+
+
+def _known_fields(contract: PartnerContract) -> frozenset[str]:
+    """The field names the gateway itself knows: the contract's (any purpose), the identifier
+    profile's and the per-person names. A rejection may name one of these; any other key is
+    the caller's own text (an email, a name) and is not repeated."""
+    named = {name for purpose in contract.purposes.values() for name in purpose.fields}
+    return frozenset(named) | KINDS | PER_PERSON_NAMES
 
 
 @dataclass(frozen=True)
@@ -151,6 +174,7 @@ class _Export:
     transforms: Mapping[str, Transform]
     planner: ExportPlanner
     decisions: DecisionCache  # policy.decide, once per kind of person in the chunk
+    known: frozenset[str]  # field names a rejection may quote (_known_fields)
     pseudonyms: Mapping[str, Callable[[str], str]]  # column -> its keyed pseudonym
 
 
@@ -176,7 +200,7 @@ def _plan(
     rows: list[_Row] = []
     denied: list[LeafRecord] = []
     for line, raw in lines:
-        record = _checked(ctx.fmt, line, raw, plan.rejections)
+        record = _checked(ctx.fmt, ctx.known, line, raw, plan.rejections)
         if record is None:
             plan.count("invalid")
             continue
@@ -228,10 +252,11 @@ def _queue(
 
 
 def _checked(
-    fmt: ExportFormat, line: int, raw: object, rejections: list[Rejection]
+    fmt: ExportFormat, known: frozenset[str], line: int, raw: object, rejections: list[Rejection]
 ) -> dict[str, str] | None:
     """The record (subject_id and its non-empty columns, as strings) if it has the shape of
-    one; else None, with the rejection noted."""
+    one; else None, with the rejection noted. A key that is not a column rejects the record
+    even when its value is null or empty; it is named only if it is in `known`."""
 
     def reject(code: str, name: str | None, message: str) -> None:
         rejections.append(Rejection(line, subject, code, name, message))
@@ -251,11 +276,16 @@ def _checked(
         return None
     record = {"subject_id": subject}
     for name, value in raw.items():
-        if name == "subject_id" or value is None or value == "":
+        if name == "subject_id":
             continue
         if name not in fmt.columns:
-            reject("unknown_field", name, "this field is not a column of the partner's file")
+            if name in known:
+                reject("unknown_field", name, "this field is not a column of the partner's file")
+            else:  # the caller's text, maybe an email or a name: not stored, not listed
+                reject("unknown_field", None, _UNNAMED_FIELD)
             return None
+        if value is None or value == "":
+            continue
         # A year may come as a JSON number; true/false is not one (bool is an int in Python).
         if isinstance(value, bool) or not isinstance(value, str | int):
             reject("invalid_type", name, "must be a string (or an integer)")

@@ -102,7 +102,7 @@ def callback(live: Live, key: str, mode: str) -> None:
     live.sandbox.summary_callback = SummaryCallback(url=url, api_key=key, mode=mode)
 
 
-async def entries(live: Live, **filters: str) -> list[dict[str, Any]]:
+async def entries(live: Live, **filters: Any) -> list[dict[str, Any]]:
     found = await live.api.services.store.ledger_find(
         TransferFilter(**filters), after=-1, limit=1000
     )
@@ -223,7 +223,10 @@ async def test_a_summary_with_per_person_rows_is_refused(live: Live) -> None:
     assert await summary_statuses(live) == {"422": 1}
     refusals = await entries(live, partner_id=PARTNER, outcome="denied")
     (refusal,) = [e for e in refusals if e.get("received", {}).get("refused")]
-    assert any(r["message"].startswith("/members") for r in refusal["reasons"])
+    # "members" is not a key a summary declares: counted, never named (it could be anything).
+    assert [r["message"] for r in refusal["reasons"]] == [
+        "/: 1 undeclared key(s), not named: a summary holds no other key"
+    ]
     assert "M-0" not in json.dumps(refusal)  # the rows it carried are not kept
 
 
@@ -327,3 +330,55 @@ def test_field_pseudonyms_are_keyed_and_bound_to_the_partner() -> None:
     message = b"gateway.field-pseudonym/v1\x00a\x00member_id\x00M-1"  # as docs/exports.md says
     assert one == hmac.new(key, message, hashlib.sha256).hexdigest()
     assert len(one) == 64
+
+
+async def rejections_of(live: Live, key: str, job_id: str) -> tuple[str, list[dict[str, Any]]]:
+    resp = await live.api.http.get(f"/v1/jobs/{job_id}/rejections", headers=auth(key))
+    text = await resp.text()
+    return text, [json.loads(line) for line in text.splitlines()]
+
+
+async def test_a_rejection_never_names_a_key_the_gateway_does_not_know(live: Live) -> None:
+    sender = await key_for(live, Role.SENDER, PARTNER)
+    await grant(live, *(f"cust-{n}" for n in range(4)))
+    records = [
+        member(0),
+        member(1, **{"hanako.sato@example.jp": "x"}),  # a caller's key: never repeated
+        member(2, phone="090-1234-5678"),  # a field the gateway knows, not a column: named
+        member(3, Hanako_Sato=None),  # null or not, a key that is no column rejects the record
+    ]
+    job = await export(live, sender, records, "x-unknown")
+    assert job["counts"] | {"received": 4, "allowed": 1, "invalid": 3} == job["counts"]
+    text, rejected = await rejections_of(live, sender, job["job_id"])
+    assert [(r["line"], r["code"], r["field"]) for r in rejected] == [
+        (2, "unknown_field", None),
+        (3, "unknown_field", "phone"),
+        (4, "unknown_field", None),
+    ]
+    for secret in ("hanako", "Hanako", "090-1234-5678"):
+        assert secret not in text
+    # Rejected for their shape: never decided, nothing left, so no log entry (no provision).
+    await settled(live, sender, job["job_id"])
+    logged = {e["subject"]["id"] for e in await entries(live, partner_id=PARTNER)}
+    assert logged == {"cust-0"}
+
+
+async def test_a_streamed_export_in_another_charset_is_refused_whole(live: Live) -> None:
+    sender = await key_for(live, Role.SENDER, PARTNER)
+    await grant(live, "cust-1")
+    body = f"subject_id,member_id,gender\r\ncust-1,M-1,{WOMAN}\r\n"
+    url = f"{EXPORT}?partner={PARTNER}&idempotency_key=x-sjis"
+    for media, data in (
+        ("text/csv; charset=shift_jis", body.encode("shift_jis")),
+        ("application/x-ndjson; charset=Shift_JIS", b'{"subject_id": "cust-1"}\n'),
+    ):
+        resp = await live.api.http.post(
+            url, data=data, headers={**auth(sender), "Content-Type": media}
+        )
+        assert resp.status == 415, await resp.text()
+        assert "must be UTF-8" in (await resp.json(content_type=None))["detail"]
+    resp = await live.api.http.post(  # no job held the key: the UTF-8 file goes through
+        url, data=body.encode(), headers={**auth(sender), "Content-Type": "text/csv; charset=UTF-8"}
+    )
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["counts"]["allowed"] == 1
