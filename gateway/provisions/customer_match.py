@@ -76,6 +76,10 @@ RECORD_FIELDS: Final = (
 _RECORD_FIELDS: Final = frozenset(RECORD_FIELDS)
 _MEMBER_FIELD: Final = {"email_sha256": "email", "phone_sha256": "phone"}
 _GRANT: Final = ConsentAction.GRANT
+_UNKNOWN_FIELD: Final = (
+    "a field that is not part of a customer-match record (not named here: a key may itself be "
+    f"personal data); the fields are: {', '.join(RECORD_FIELDS)}"
+)
 _subject_ok: Final = SUBJECT_ID_PATTERN.fullmatch  # a match (truthy) for a valid subject id
 _UNUSABLE: Final = (
     {
@@ -377,11 +381,14 @@ def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, s
         return None
     record: dict[str, str] = {"subject_id": subject}
     for name, value in raw.items():
-        if name == "subject_id" or value is None or value == "":
+        if name == "subject_id":
             continue
-        if name not in _RECORD_FIELDS:
-            reject("unknown_field", name, "this field is not part of a customer-match record")
+        if name not in _RECORD_FIELDS:  # even when empty: the caller meant something by it
+            # Not named: an unknown key is the caller's own text (an email, a name, say).
+            reject("unknown_field", None, _UNKNOWN_FIELD)
             return None
+        if value is None or value == "":
+            continue
         if not isinstance(value, str):
             reject("invalid_type", name, "must be a string")
             return None

@@ -399,12 +399,17 @@ def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, s
         return None
     record = {"subject_id": subject}
     for name, value in raw.items():
-        if name == "subject_id" or value is None or value == "":
+        if name == "subject_id":
             continue
-        if name not in RECORD_FIELDS:
-            message = "this field is not part of a customer-match record"
-            rejections.append(Rejection(line, subject, "unknown_field", name, message))
+        if name not in RECORD_FIELDS:  # never named: the key may be personal data
+            message = (
+                "a field that is not part of a customer-match record (not named here: a key "
+                f"may itself be personal data); the fields are: {', '.join(RECORD_FIELDS)}"
+            )
+            rejections.append(Rejection(line, subject, "unknown_field", None, message))
             return None
+        if value is None or value == "":
+            continue
         if not isinstance(value, str):
             rejections.append(Rejection(line, subject, "invalid_type", name, "must be a string"))
             return None
