@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import structlog
 from aiohttp import web
@@ -125,13 +125,30 @@ def validation_problem(exc: ValidationError, prefix: tuple[int | str, ...] = ())
 
 
 def require_media(request: web.Request, accepted: tuple[str, ...]) -> str:
-    """The request's media type if accepted. Raises UnsupportedMediaType."""
+    """The request's media type if accepted, in UTF-8 (require_utf8). Raises
+    UnsupportedMediaType."""
     media = request.content_type
     if media not in accepted:
         raise UnsupportedMediaType(
             f"send the body as {' or '.join(accepted)}, not {media or 'no Content-Type'}"
         )
+    require_utf8(request)
     return media
+
+
+def require_utf8(request: web.Request) -> None:
+    """Every body this API reads is UTF-8 (JSON per RFC 8259 8.1; the streamed JSONL and CSV
+    readers decode UTF-8): a Content-Type naming another charset is refused whole, rather than
+    each line being rejected as "not valid UTF-8". Raises UnsupportedMediaType."""
+    charset = request.charset
+    if charset is not None and charset.strip().lower() not in _UTF8:
+        raise UnsupportedMediaType(
+            "the body must be UTF-8 (charset=utf-8, or no charset): convert a Shift_JIS or "
+            "other file to UTF-8 first; a recipient's own encoding is applied by the gateway"
+        )
+
+
+_UTF8: Final = frozenset({"utf-8", "utf8"})  # the IANA name and its common alias
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

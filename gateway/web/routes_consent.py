@@ -20,7 +20,7 @@ from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.models import ConsentEvent, Discontinuance, Role
 from gateway.provisions.removal import Removals
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
-from gateway.web.problems import model_response, read_model, require_media
+from gateway.web.problems import model_response, read_model, require_media, require_utf8
 from gateway.web.services import DELIVERY, SERVICES
 
 IMPORT_MEDIA = ("application/x-ndjson", "application/jsonl", "text/csv")
@@ -140,6 +140,7 @@ def import_format(request: web.Request) -> Literal["jsonl", "csv"]:
     explicit = request.query.get("format")
     if explicit is None:
         return "csv" if require_media(request, IMPORT_MEDIA) == "text/csv" else "jsonl"
+    require_utf8(request)  # any media type with ?format= (curl's default form type, say)
     if explicit == "csv":
         return "csv"
     if explicit == "jsonl":

@@ -6,10 +6,6 @@ upload: every record is decided, written in the recipient's designated file form
 recorded before the answer `202 Accepted`; the files go out in the background (one upload per
 chunk of 10,000 records). `GET /v1/jobs/{job_id}` follows the job, `.../rejections` lists
 every record not sent. See docs/exports.md.
-
-Bodies are UTF-8 whatever their media type (JSON per RFC 8259 §8.1; the stream reader
-decodes UTF-8): a body that declares another charset is refused whole with 415, rather than
-each line being rejected as "not valid UTF-8".
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from typing import Any, Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.errors import UnsupportedMediaType
 from gateway.keyring import PSEUDONYMIZATION
 from gateway.models import LegalBasis
 from gateway.provisions.attribute_export import DEFAULT_PURPOSE, ExportPlanner
@@ -43,7 +38,6 @@ from gateway.web.services import SERVICES, Services
 
 EXPORT_PARAMS: Final = ("partner", "purpose", "legal_basis")
 EXPORT_DEFAULTS: Final = {"purpose": DEFAULT_PURPOSE, "legal_basis": LegalBasis.CONSENT.value}
-UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8"})  # IANA name and its common alias
 
 
 class ExportBody(BaseModel):
@@ -69,21 +63,10 @@ def _planner(services: Services) -> ExportPlanner:
     )
 
 
-def require_utf8(request: web.Request) -> None:
-    """Raises UnsupportedMediaType when the Content-Type names a charset other than UTF-8."""
-    charset = request.charset
-    if charset is not None and charset.strip().lower() not in UTF8_CHARSETS:
-        raise UnsupportedMediaType(
-            "the body must be UTF-8 (charset=utf-8, or no charset): convert a Shift_JIS or "
-            "other file to UTF-8 first; the recipient's encoding is applied by the gateway"
-        )
-
-
 async def post_attribute_export(request: web.Request, caller: Caller) -> web.StreamResponse:
     services = request.app[SERVICES]
     jobs = jobs_for(services, _planner(services))
     media = request.content_type
-    require_utf8(request)
     if media == "application/json":
         body = await read_model(request, ExportBody)
         job_request = JobRequest(

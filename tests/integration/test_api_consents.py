@@ -124,3 +124,12 @@ async def test_import_refuses_an_unknown_media_type(api: Api) -> None:
     )
     assert status == 415
     assert "text/plain" in problem["detail"]
+
+
+async def test_import_refuses_another_charset_even_with_an_explicit_format(api: Api) -> None:
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=shift_jis"}
+    status, problem = await _json(
+        api, "POST", "/v1/consents/import?format=csv", data=b"x", headers=headers
+    )
+    assert (status, problem["status"]) == (415, 415)
+    assert "UTF-8" in problem["detail"]

@@ -23,8 +23,8 @@ BODY: dict[str, Any] = {
 }
 
 
-async def problem(api: Api, status: int, **kwargs: Any) -> dict[str, Any]:
-    resp = await api.call("POST", PATH, Role.SENDER, **kwargs)
+async def problem(api: Api, status: int, path: str = PATH, **kwargs: Any) -> dict[str, Any]:
+    resp = await api.call("POST", path, Role.SENDER, **kwargs)
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
     body: dict[str, Any] = await resp.json()
@@ -103,6 +103,19 @@ async def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(api: Api) -> Non
 
 async def test_unsupported_media_type(api: Api) -> None:
     await problem(api, 415, data="<xml/>", headers={"Content-Type": "application/xml"})
+
+
+@pytest.mark.parametrize(
+    "media", ["text/csv; charset=shift_jis", "application/json; charset=utf-16"]
+)
+async def test_a_body_in_another_charset_is_refused_whole(api: Api, media: str) -> None:
+    """Bodies are UTF-8: a Shift_JIS CSV is one 415, not a job of lines "not valid UTF-8"."""
+    query = "partner=google-customer-match&purpose=ad_customer_match&idempotency_key=k-sjis"
+    data = "subject_id,family_name\r\ncust-1,佐藤\r\n".encode("shift_jis")
+    body = await problem(
+        api, 415, path=f"{PATH}?{query}", data=data, headers={"Content-Type": media}
+    )
+    assert "UTF-8" in body["detail"]
 
 
 async def test_other_roles_may_not_upload(api: Api) -> None:
