@@ -7,7 +7,9 @@ Layout, all UTF-8 text, so an auditor can check it with any RFC 9162 verifier:
     DIR/checkpoints/<size>.note    every stored signed checkpoint, byte for byte
     DIR/entries.jsonl              one line per entry, by index:
                                    {"index": I, "leaf_hash": base64, "leaf": base64 | null}
-                                   (leaf null: content purged after its retention period)
+                                   (leaf null: the content is gone; verify checks,
+                                   as far as the log can date it, that it did not go
+                                   before its retention could end: docs/ledger.md §5.2)
 """
 
 from __future__ import annotations

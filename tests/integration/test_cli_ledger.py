@@ -7,17 +7,22 @@ import asyncio
 import json
 import sqlite3
 import struct
+import uuid
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.contracts import load_contract
+from gateway.contracts import PartnerContract, load_contract
 from gateway.keyring import init_keyring
 from gateway.ledger.checkpoint import checkpoint_body, sign_note
+from gateway.ledger.entries import Outcome, RecordingMethod, provision_entry, to_record
 from gateway.ledger.service import Ledger
-from gateway.models import SubjectState
+from gateway.ledger.store import LeafRecord
+from gateway.models import LegalBasis, SubjectState
+from gateway.policy import ProvisionItem, decide
 from gateway.settings import Settings
 from gateway.storage.sqlite import SqliteStore
 from tests.integration.conftest import NOW, REPO
@@ -116,7 +121,11 @@ def test_a_deleted_row_is_named(log_env: tuple[dict[str, str], Path]) -> None:
     )
     result = run_gateway("ledger", "verify", env=env)
     assert result.returncode == 1
-    assert "entry 4: missing" in result.stderr
+    assert "entry 3: content purged before its retention could end" in result.stderr
+    # Even once the content could have gone lawfully, the leaf hash never may.
+    later = run_gateway("ledger", "verify", "--as-of", "2030-01-01", env=env)
+    assert later.returncode == 1
+    assert "entry 4: missing" in later.stderr
 
 
 def test_a_reordered_pair_is_caught(log_env: tuple[dict[str, str], Path]) -> None:
@@ -186,3 +195,123 @@ def test_export_then_offline_verify_and_tamper(
     bad = run_gateway("ledger", "verify", "--offline", str(out), env=offline_env)
     assert bad.returncode == 1
     assert "entry 8: content does not match its leaf hash" in bad.stderr
+
+
+# content deleted before its retention could end (docs/ledger.md §5.2)
+
+
+def test_content_deleted_in_its_first_year_fails(log_env: tuple[dict[str, str], Path]) -> None:
+    """QA's repro: the no-early-delete trigger dropped, a chunk of this week's entries deleted."""
+    env, db = log_env
+    _tamper(db, ("DELETE FROM ledger_chunks WHERE first_idx = 3", ()))  # entries 3 to 6
+    result = run_gateway("ledger", "verify", env=env)
+    assert result.returncode == 1, result.stdout
+    assert "entry 3: content purged before its retention could end" in result.stderr
+    assert "appended after entry 2 (2026-11-24T12:00:00+00:00)" in result.stderr
+    assert "kept until at least 2027-11-23" in result.stderr
+    # The same rows gone a year later is what a lawful purge of 1-year records looks like.
+    later = run_gateway("ledger", "verify", "--as-of", "2027-11-24", env=env)
+    assert later.returncode == 0, later.stderr
+    assert later.stdout == (
+        "ok: 12 entries, 4 checkpoints verified; 4 purged: 4 not before their retention could end\n"
+    )
+
+
+def test_a_deleted_first_chunk_is_reported_undated(log_env: tuple[dict[str, str], Path]) -> None:
+    env, db = log_env
+    _tamper(db, ("DELETE FROM ledger_chunks WHERE first_idx = 0", ()))  # nothing before it
+    result = run_gateway("ledger", "verify", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "3 purged: 0 not before their retention could end, 3 undated" in result.stdout
+    assert "after retention" not in result.stdout
+
+
+def test_an_export_with_content_gone_early_fails_offline(
+    log_env: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, _ = log_env
+    out = tmp_path / "export"
+    assert run_gateway("ledger", "export", str(out), env=env).returncode == 0
+    lines = (out / "entries.jsonl").read_text().splitlines()
+    row = json.loads(lines[8])
+    row["leaf"] = None
+    lines[8] = json.dumps(row)
+    (out / "entries.jsonl").write_text("\n".join(lines) + "\n")
+    offline = {**env, "GATEWAY_HOME": str(tmp_path / "nowhere")}
+    bad = run_gateway("ledger", "verify", "--offline", str(out), env=offline)
+    assert bad.returncode == 1, bad.stdout
+    assert "entry 8: content purged before its retention could end" in bad.stderr
+    received = run_gateway(
+        "ledger", "verify", "--offline", str(out), "--as-of", "2026-12-01", env=offline
+    )
+    assert received.returncode == 1
+    assert "it is gone on 2026-12-01" in received.stderr
+    bad_date = run_gateway(
+        "ledger", "verify", "--offline", str(out), "--as-of", "1/12", env=offline
+    )
+    assert bad_date.returncode == 2
+    assert "not a date YYYY-MM-DD" in bad_date.stderr
+
+
+async def _build_aged_log(settings: Settings) -> None:
+    """Entries of 2024-06-01: a single record kept 3 years, then records a contract stands in
+    for (kept 1 year: past), then more 3-year ones; and this week's entries."""
+    store = await SqliteStore.open(settings.sqlite_path)
+    ring, _ = init_keyring(settings.keys_dir, NOW)
+    ledger = Ledger(store=store, keyring=ring, origin=settings.log_origin, clock=lambda: NOW)
+    contract = load_contract(REPO / "partners" / "google-customer-match.toml", NOW.date())
+    then = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
+    people = [SubjectState(subject_id=f"m-{i}") for i in range(3)]
+    await ledger.start()
+    try:
+        for at, method in [
+            (then, RecordingMethod.SINGLE),
+            (then, RecordingMethod.CONTRACT),
+            (then, RecordingMethod.SINGLE),
+            (NOW, RecordingMethod.SINGLE),
+        ]:
+            await ledger.append(_entries(contract, people, at, method))
+            await ledger.checkpoint()
+        await ledger.stop()
+    finally:
+        await store.close()
+
+
+def _entries(
+    contract: PartnerContract, people: list[SubjectState], at: datetime, method: RecordingMethod
+) -> list[LeafRecord]:
+    purpose = next(iter(contract.purposes))
+    transfer_id = str(uuid.uuid4())
+    records = []
+    for state in people:
+        item = ProvisionItem(
+            subject_id=state.subject_id,
+            purpose=purpose,
+            legal_basis=LegalBasis.CONSENT,
+            fields=("email",),
+        )
+        entry = provision_entry(
+            decision=decide(item, contract, state, at),
+            contract=contract,
+            outcome=Outcome.DENIED,
+            transfer_id=transfer_id,
+            entry_id=str(uuid.uuid4()),
+            time=at,
+            subject_key="k",
+            method=method,
+        )
+        records.append(to_record(entry))
+    return records
+
+
+def test_a_lawful_purge_verifies_and_says_what_it_dated(tmp_path: Path) -> None:
+    env = gateway_env(tmp_path)
+    asyncio.run(_build_aged_log(Settings.from_env(env)))
+    purged = run_gateway("ledger", "purge", env=env)  # the database's own clock decides
+    assert purged.returncode == 0, purged.stderr
+    assert "purged the content of 3 entries" in purged.stdout
+    result = run_gateway("ledger", "verify", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "ok: 12 entries, 4 checkpoints verified; 3 purged: 3 not before their retention could end\n"
+    )
