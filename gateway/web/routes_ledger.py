@@ -21,12 +21,12 @@ from gateway.web.services import SERVICES
 
 COMPLIANCE = frozenset({Role.COMPLIANCE})
 MAX_ENTRIES_PAGE = 1000
-_INT = {"type": "integer", "minimum": 0}
+COUNT_SCHEMA = {"type": "integer", "minimum": 0}
 
 
 class LedgerEntry(BaseModel):
     index: int
-    leaf: str | None  # base64 of the canonical JSON; null once retention purged it
+    leaf: str | None  # base64 of the canonical JSON; null once the content was purged
     leaf_hash: str  # base64
 
 
@@ -42,15 +42,39 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def int_param(request: web.Request, name: str) -> int:
-    """A required non-negative integer query parameter. Raises ValidationFailed."""
+MAX_DIGITS = 20  # 2^64 - 1, the largest tree size a checkpoint may name (docs/ledger.md §3.1)
+
+
+def parse_count(raw: str) -> int | None:
+    """A non-negative integer written as a checkpoint writes a tree size (docs/ledger.md
+    §3.1): ASCII decimal digits, no sign, no spaces, no leading zero. None for anything else,
+    such as "+1", " 1", "1_0", "01" or a non-ASCII digit ("١"), all of which int() accepts;
+    one spelling per value, at most MAX_DIGITS digits."""
+    if not 0 < len(raw) <= MAX_DIGITS or not raw.isascii() or not raw.isdigit():
+        return None
+    if raw[0] == "0" and raw != "0":
+        return None
+    return int(raw)
+
+
+def int_param(request: web.Request, name: str, default: int | None = None) -> int:
+    """A non-negative integer query parameter (`parse_count`), required unless a default is
+    given. Raises ValidationFailed naming the parameter."""
     raw = request.query.get(name)
-    if raw is None or not raw.isdigit():
+    value = default if raw is None else parse_count(raw)
+    if value is None:
         raise ValidationFailed(
             f"query parameter {name} must be a non-negative integer",
-            errors=[FieldError.query(name, "a non-negative integer is required")],
+            errors=[FieldError.query(name, "a non-negative integer in ASCII digits is required")],
         )
-    return int(raw)
+    return value
+
+
+def _too_large(name: str, value: int, size: int) -> ValidationFailed:
+    return ValidationFailed(
+        f"{name} {value} is larger than the log, which holds {size} entries",
+        errors=[FieldError.query(name, f"at most {size}, the log's size")],
+    )
 
 
 def note_response(checkpoint: StoredCheckpoint) -> web.Response:
@@ -103,24 +127,30 @@ async def get_entries(request: web.Request, caller: Caller) -> web.StreamRespons
 
 async def get_inclusion(request: web.Request, caller: Caller) -> web.StreamResponse:
     index, size = int_param(request, "index"), int_param(request, "size")
+    services = request.app[SERVICES]
     try:
-        hashes = await request.app[SERVICES].ledger.inclusion_proof(index, size)
-    except ValueError as exc:
+        hashes = await services.ledger.inclusion_proof(index, size)
+    except ValueError as exc:  # which parameter: only now, so a proof stays one round trip
+        if size > (logged := await services.store.ledger_size()):
+            raise _too_large("size", size, logged) from exc
         raise ValidationFailed(
-            f"no inclusion proof for index {index} in a tree of size {size}: {exc}",
-            errors=[FieldError.query("index", "must be below size; size at most the log's")],
+            f"no inclusion proof for index {index} in a tree of size {size}",
+            errors=[FieldError.query("index", f"less than size ({size})")],
         ) from exc
     return model_response(Proof(hashes=[b64(h) for h in hashes]))
 
 
 async def get_consistency(request: web.Request, caller: Caller) -> web.StreamResponse:
     old, new = int_param(request, "from"), int_param(request, "to")
+    services = request.app[SERVICES]
     try:
-        hashes = await request.app[SERVICES].ledger.consistency_proof(old, new)
-    except ValueError as exc:
+        hashes = await services.ledger.consistency_proof(old, new)
+    except ValueError as exc:  # which parameter: only now, so a proof stays one round trip
+        if new > (logged := await services.store.ledger_size()):
+            raise _too_large("to", new, logged) from exc
         raise ValidationFailed(
-            f"no consistency proof from {old} to {new}: {exc}",
-            errors=[FieldError.query("to", "need from <= to <= the log's size")],
+            f"no consistency proof from {old} to {new}: from is the older, smaller size",
+            errors=[FieldError.query("from", f"at most to ({new})")],
         ) from exc
     return model_response(Proof(hashes=[b64(h) for h in hashes]))
 
@@ -171,8 +201,10 @@ ENDPOINTS = [
         roles=COMPLIANCE,
         response_model=EntriesPage,
         query=(
-            QueryParam("start", "first index", _INT, required=True),
-            QueryParam("end", "index after the last wanted (exclusive)", _INT, required=True),
+            QueryParam("start", "first index", COUNT_SCHEMA, required=True),
+            QueryParam(
+                "end", "index after the last wanted (exclusive)", COUNT_SCHEMA, required=True
+            ),
         ),
         example_query={"start": "0", "end": "1"},
     ),
@@ -185,8 +217,8 @@ ENDPOINTS = [
         roles=COMPLIANCE,
         response_model=Proof,
         query=(
-            QueryParam("index", "leaf index", _INT, required=True),
-            QueryParam("size", "tree size, from a signed checkpoint", _INT, required=True),
+            QueryParam("index", "leaf index", COUNT_SCHEMA, required=True),
+            QueryParam("size", "tree size, from a signed checkpoint", COUNT_SCHEMA, required=True),
         ),
         example_query={"index": "0", "size": "1"},
     ),
@@ -199,8 +231,8 @@ ENDPOINTS = [
         roles=COMPLIANCE,
         response_model=Proof,
         query=(
-            QueryParam("from", "older tree size", _INT, required=True),
-            QueryParam("to", "newer tree size", _INT, required=True),
+            QueryParam("from", "older tree size", COUNT_SCHEMA, required=True),
+            QueryParam("to", "newer tree size", COUNT_SCHEMA, required=True),
         ),
         example_query={"from": "0", "to": "1"},
     ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -19,16 +20,30 @@ from gateway.models import LegalBasis, Role
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import json_response
 from gateway.web.routes_consent import subject_id_of
-from gateway.web.routes_ledger import b64
+from gateway.web.routes_ledger import COUNT_SCHEMA, b64, int_param
 from gateway.web.services import SERVICES, Services
 
 COMPLIANCE = frozenset({Role.COMPLIANCE})
 PAGE_DEFAULT, PAGE_MAX, STREAM_PAGE = 100, 1000, 5000
-CSV_COLUMNS = (
-    "index", "entry_id", "transfer_id", "time", "outcome", "partner_id", "partner_name",
-    "country", "purpose", "legal_basis", "cross_border_basis", "exempt", "subject_id",
-    "subject_key", "items", "payload_sha256", "rule_ids", "reasons", "retain_until",
+# The CSV form carries what the JSONL form does, one column per field of every kind of entry
+# (provision, outcome, removal, receipt), flattened by one rule: an object whose members the
+# entry schema fixes becomes one column per member, `<object>_<member>`; a list or an object
+# whose members vary (evidence, received) is one cell of compact JSON; a field outside the
+# schema goes, with its value, into the JSON object of the last column, `extra`, so none is
+# ever dropped. Cells: strings as they are, true/false, numbers in decimal, null (or absent)
+# as an empty cell.
+_CSV_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("index",), ("schema",), ("entry_id",), ("transfer_id",), ("time",), ("outcome",),
+    ("operation",), ("delivery_id",), ("refers_to",),
+    ("partner", "id"), ("partner", "name"), ("partner", "address"),
+    ("partner", "representative"), ("partner", "country"),
+    ("purpose",), ("legal_basis",), ("cross_border_basis",), ("data_category",), ("exempt",),
+    ("subject", "id"), ("subject", "key"),
+    ("items",), ("fields_dropped",), ("payload_sha256",), ("rule_ids",), ("reasons",),
+    ("evidence",), ("received",),
+    ("recording", "method"), ("recording", "retain_until"),
 )  # fmt: skip
+CSV_COLUMNS = (*("_".join(path) for path in _CSV_FIELDS), "extra")
 
 
 def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
@@ -39,15 +54,31 @@ def _choice(request: web.Request, name: str, allowed: set[str]) -> str | None:
     return value
 
 
+# RFC 3339 §5.6 date-time, ASCII digits only ("T" and "Z" may be lower case, §5.6 NOTE).
+# fromisoformat alone also takes ISO 8601's basic format (20260101T000000Z), week dates and
+# times without seconds: one spelling per form the docs promise, nothing else.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def parse_rfc3339(raw: str) -> datetime | None:
+    """An RFC 3339 timestamp (with its offset), or None for anything else, including
+    out-of-range fields and leap seconds (Python's datetime has no 23:59:60)."""
+    if _RFC3339.fullmatch(raw) is None:
+        return None
+    try:
+        return datetime.fromisoformat(raw.upper())
+    except ValueError:
+        return None
+
+
 def _instant(request: web.Request, name: str) -> datetime | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    try:
-        at = datetime.fromisoformat(raw)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None:
+    at = parse_rfc3339(raw)
+    if at is None:
         detail = "an RFC 3339 timestamp with an offset, e.g. 2026-11-01T00:00:00Z"
         raise ValidationFailed(f"{name} is not valid", errors=[FieldError.query(name, detail)])
     return at
@@ -71,18 +102,31 @@ def entry_of(leaf: StoredLeaf) -> dict[str, Any]:
     return {"index": leaf.index, **entry}
 
 
-def csv_row(entry: dict[str, Any]) -> list[Any]:
-    partner, subject = entry.get("partner", {}), entry.get("subject", {})
-    items = ";".join(f"{i['field']}:{i.get('transform', '')}" for i in entry.get("items", []))
-    return [
-        entry["index"], entry.get("entry_id"), entry.get("transfer_id"), entry.get("time"),
-        entry.get("outcome"), partner.get("id"), partner.get("name"), partner.get("country"),
-        entry.get("purpose"), entry.get("legal_basis"), entry.get("cross_border_basis"),
-        entry.get("exempt"), subject.get("id"), subject.get("key"), items,
-        entry.get("payload_sha256"), ";".join(entry.get("rule_ids", [])),
-        ";".join(r["code"] for r in entry.get("reasons", [])),
-        entry.get("recording", {}).get("retain_until"),
-    ]  # fmt: skip
+def csv_cell(value: Any) -> str:
+    """One CSV cell: see _CSV_FIELDS."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def csv_row(entry: dict[str, Any]) -> list[str]:
+    """The CSV cells of an entry (as `entry_of` gives it), in CSV_COLUMNS order."""
+    rest = {k: dict(v) if isinstance(v, dict) else v for k, v in entry.items()}
+    cells = []
+    for path in _CSV_FIELDS:
+        if len(path) == 1:
+            value = rest.pop(path[0], None)
+        else:
+            parent = rest.get(path[0])
+            value = parent.pop(path[1], None) if isinstance(parent, dict) else None
+        cells.append(csv_cell(value))
+    extra = {k: v for k, v in rest.items() if v is not None and v != {}}
+    cells.append(csv_cell(extra or None))
+    return cells
 
 
 async def _all(services: Services, flt: TransferFilter) -> AsyncIterator[StoredLeaf]:
@@ -119,15 +163,14 @@ async def _stream(
 
 
 def _page_params(request: web.Request) -> tuple[int, int]:
-    try:
-        after = int(request.query.get("cursor", "-1"))
-        limit = int(request.query.get("limit", str(PAGE_DEFAULT)))
-    except ValueError:
-        after, limit = -2, 0
-    if after < -1 or not 1 <= limit <= PAGE_MAX:
+    """The cursor (-1 before the first page) and the page size. Raises ValidationFailed
+    naming the parameter that is wrong."""
+    after = int_param(request, "cursor", default=-1)
+    limit = int_param(request, "limit", default=PAGE_DEFAULT)
+    if not 1 <= limit <= PAGE_MAX:
         raise ValidationFailed(
-            "cursor must be a cursor from a previous page; limit 1 to 1000",
-            errors=[FieldError.query("limit", f"1 to {PAGE_MAX}; cursor: as returned")],
+            f"limit must be 1 to {PAGE_MAX}",
+            errors=[FieldError.query("limit", f"1 to {PAGE_MAX}")],
         )
     return after, limit
 
@@ -180,12 +223,65 @@ async def get_transfer(request: web.Request, caller: Caller) -> web.StreamRespon
 
 
 PROVIDED = {Outcome.ALLOWED.value, Outcome.DELIVERED.value, Outcome.FAILED.value}
+REMOVE = "remove"  # the operation of a removal from the partner's list (APPI Art. 35)
+
+
+def _provision_item(e: dict[str, Any]) -> dict[str, Any]:
+    """A report item from a provision entry; from an outcome whose provision entry is no
+    longer in the log (past its retention), with what the outcome holds and null for the
+    rest (a removal's transfer is its own, not the provision's)."""
+    own = "refers_to" not in e
+    removal = e.get("operation") == REMOVE  # only a delivered provision is ever removed
+    return {
+        "transfer_id": None if removal else e["transfer_id"],
+        "date": e["time"] if own else None,
+        "recipient": e["partner"],
+        "purpose": e["purpose"],
+        "items": [i["field"] for i in e.get("items", ())] if own else None,
+        "legal_basis": e["legal_basis"],
+        "cross_border_basis": e.get("cross_border_basis"),
+        "exempt": e.get("exempt"),
+        "status": Outcome.DELIVERED.value if removal else e["outcome"],
+        "status_date": None if removal else e["time"],
+        "removal": None,
+    }
+
+
+def _apply(item: dict[str, Any], e: dict[str, Any]) -> None:
+    """Entries come in log order: the last outcome stands. A removal is the provision's own
+    state: the partner held the data until it acknowledged the removal."""
+    if e.get("operation") != REMOVE:
+        item["status"], item["status_date"] = e["outcome"], e["time"]
+        return
+    removal = item["removal"]
+    if removal is None or removal["transfer_id"] != e["transfer_id"]:
+        removal = item["removal"] = {"transfer_id": e["transfer_id"], "date": e["time"]}
+    removal["outcome"], removal["outcome_date"] = e["outcome"], e["time"]
+    if e["outcome"] == Outcome.DELIVERED.value:
+        item["status"], item["status_date"] = "removed", e["time"]
+
+
+def _provision_key(e: dict[str, Any], belongs: dict[int, str]) -> str:
+    """Which provision an entry is about: its own transfer for a provision entry; for an
+    outcome, that of the entry it refers to ("@index" when that one is no longer in the log)."""
+    refers = e.get("refers_to")
+    if not isinstance(refers, int):
+        return str(e["transfer_id"])
+    return belongs.get(refers, f"@{refers}")
 
 
 def disclosure_report(subject_id: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Art. 33(5): the records of provision about one person, one item per transfer, in a
-    machine-readable form: recipient, date, items, basis (and what came back, Art. 30)."""
+    """Art. 33(5): the records of provision about one person, in log order, in a
+    machine-readable form: one item per provision (per transfer), with recipient, date, items,
+    bases, its `status` now and since when (`status_date`), and `removal` once a removal from
+    the partner was queued (APPI Art. 35); plus what came back about them (Art. 30).
+
+    Outcome entries (delivered, failed) and removals carry no items of their own: each is
+    folded into the provision it refers to, following `refers_to` (a removal refers to the
+    delivery outcome, that one to the provision entry), never listed as a provision itself.
+    """
     provisions: dict[str, dict[str, Any]] = {}
+    belongs: dict[int, str] = {}  # log index -> key of the provision the entry is about
     received = []
     for e in entries:
         if e["outcome"] == Outcome.RECEIVED.value:
@@ -194,18 +290,10 @@ def disclosure_report(subject_id: str, entries: list[dict[str, Any]]) -> dict[st
                  "items": [i["field"] for i in e["items"]], "transfer_id": e["transfer_id"]}
             )  # fmt: skip
         elif e["outcome"] in PROVIDED:
-            # Outcome entries (delivered, failed, a removal) refer to the provision entry
-            # that holds items and bases: they carry no items of their own.
-            item = provisions.setdefault(
-                e["transfer_id"],
-                {"transfer_id": e["transfer_id"], "date": e["time"], "recipient": e["partner"],
-                 "purpose": e["purpose"], "items": [i["field"] for i in e.get("items", ())],
-                 "legal_basis": e["legal_basis"],
-                 "cross_border_basis": e.get("cross_border_basis"), "exempt": e.get("exempt")},
-            )  # fmt: skip
-            # Entries come in log order: the last outcome stands.
-            removal = e.get("operation") == "remove"
-            item["status"] = "removed" if removal and e["outcome"] == "delivered" else e["outcome"]
+            key = belongs[e["index"]] = _provision_key(e, belongs)
+            if key not in provisions:
+                provisions[key] = _provision_item(e)
+            _apply(provisions[key], e)
     return {"subject_id": subject_id, "provisions": list(provisions.values()), "received": received}
 
 
@@ -223,11 +311,26 @@ FILTERS = (
     QueryParam("purpose", "purpose of use"),
     QueryParam("legal_basis", "legal basis claimed"),
     QueryParam("outcome", "allowed, denied, delivered, failed, received"),
-    QueryParam("since", "RFC 3339, inclusive"),
-    QueryParam("until", "RFC 3339, exclusive"),
+    QueryParam("since", "RFC 3339 date-time with offset, e.g. 2026-11-01T00:00:00Z; inclusive"),
+    QueryParam("until", "RFC 3339 date-time with offset; exclusive"),
     QueryParam("format", "json (paginated, default), jsonl or csv (streamed, every match)"),
-    QueryParam("cursor", "next_cursor of the previous page"),
-    QueryParam("limit", f"page size, 1 to {PAGE_MAX} (default {PAGE_DEFAULT})"),
+    QueryParam("cursor", "next_cursor of the previous page", COUNT_SCHEMA),
+    QueryParam("limit", f"page size, 1 to {PAGE_MAX} (default {PAGE_DEFAULT})", COUNT_SCHEMA),
+)
+_TRANSFERS = (
+    "Integers are ASCII decimal without sign or leading zero. The CSV form has a column for "
+    "every field of the JSONL form: members of partner, subject and recording as "
+    "<object>_<member>; lists, evidence and received as compact JSON; true/false; an empty "
+    "cell for null; any other field in the JSON object of the last column, extra."
+)
+_DISCLOSURES = (
+    "One item per provision (transfer): recipient, date, items, legal_basis, "
+    "cross_border_basis, exempt; status (allowed, delivered, failed, or removed once the "
+    "partner acknowledged a removal after a withdrawal or discontinuance, APPI Art. 35) and "
+    "status_date; removal: null, or the removal's transfer_id, date, outcome (allowed: "
+    "queued; delivered; failed) and outcome_date. Outcomes and removals are folded into the "
+    "provision they refer to. An item whose own provision entry is past retention has null "
+    "date and items. received: what came back about the person (Art. 30)."
 )
 ENDPOINTS = [
     Endpoint(
@@ -236,6 +339,7 @@ ENDPOINTS = [
         handler=get_transfers,
         tag="transfers",
         summary="Log entries by subject, partner, purpose, basis, outcome and time",
+        description=_TRANSFERS,
         roles=COMPLIANCE,
         query=FILTERS,
         example_query={"partner": "google-customer-match", "format": "json"},
@@ -256,6 +360,7 @@ ENDPOINTS = [
         handler=get_disclosures,
         tag="transfers",
         summary="APPI Art. 33(5): every provision about one person: recipient, date, items, basis",
+        description=_DISCLOSURES,
         roles=COMPLIANCE,
         example_path={"subject_id": "member-000123"},
     ),
