@@ -257,7 +257,12 @@ async def _export(call: Call, keys: dict[str, str], base: str) -> None:
 async def _verify(services: Services) -> int:
     settings = services.settings
     checkpoints = await services.store.ledger_checkpoints()
-    verifier = Verifier(checkpoints, vkeys=verifier_keys(settings), origin=settings.log_origin)
+    verifier = Verifier(
+        checkpoints,
+        vkeys=verifier_keys(settings),
+        origin=settings.log_origin,
+        as_of=services.clock().date(),
+    )
     report = await verify_store(services.store, verifier)
     say("6. gateway ledger verify")
     if report.failure is not None:

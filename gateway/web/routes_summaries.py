@@ -47,6 +47,7 @@ from gateway.storage.summary_store import SummaryRecord
 from gateway.web.auth import require_partner
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import json_response, require_media
+from gateway.web.routes_ledger import parse_count
 from gateway.web.services import SERVICES, Services
 
 POSTERS: Final = frozenset({Role.RECIPIENT})
@@ -224,11 +225,11 @@ def _page(request: web.Request) -> tuple[int, int]:
     errors = []
     values = {}
     for name, default, low, high in (("after", 0, 0, 2**62), ("limit", PAGE_DEFAULT, 1, PAGE_MAX)):
-        text = request.query.get(name, str(default))
-        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+        value = parse_count(request.query.get(name, str(default)))
+        if value is None or not low <= value <= high:
             errors.append(FieldError.query(name, f"an integer from {low} to {high}"))
             continue
-        values[name] = int(text)
+        values[name] = value
     if errors:
         raise ValidationFailed("invalid paging parameters", errors=errors)
     return values["after"], values["limit"]

@@ -202,6 +202,9 @@ async def test_an_honest_summary_is_stored_and_its_receipt_logged(live: Live) ->
     assert receipt["received"]["summary_id"] == listed[0]["summary_id"]
     assert receipt["payload_sha256"] == listed[0]["body_sha256"]
     assert receipt["data_category"] == "statistics"
+    for bad in ("after=" + "9" * 5000, "after=-1", "limit=0", "limit=%D9%A1", "after=01"):
+        resp = await live.api.http.get(f"{SUMMARIES}?{bad}", headers=auth(sender))
+        assert (resp.status, resp.content_type) == (422, "application/problem+json"), bad
 
 
 async def test_a_summary_with_a_small_cell_is_refused_and_the_refusal_logged(live: Live) -> None:
