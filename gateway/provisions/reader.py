@@ -26,10 +26,12 @@ async def read_records(
     chunks: AsyncIterable[bytes], fmt: Literal["jsonl", "csv"], *, columns: frozenset[str]
 ) -> AsyncIterator[Line]:
     """Records of the body, in order. Raises ValidationFailed for a CSV header that names a
-    column outside `columns` or lacks subject_id (the upload cannot be understood at all)."""
+    column outside `columns`, names one twice or lacks subject_id, and for a body with no
+    record at all (the upload cannot be understood, or holds nothing: as `records: []`)."""
     splitter = LineSplitter()
     header: list[str] | None = None
     number = 0
+    found = False
     async for chunk in chunks:
         for raw in splitter.feed(chunk):
             if fmt == "csv" and header is None:
@@ -38,6 +40,7 @@ async def read_records(
             number += 1
             if raw is not None and not raw.strip():
                 continue  # a blank line is no record (a trailing newline, say)
+            found = True
             yield number, _record(raw, header)
         await asyncio.sleep(0)  # a body that arrives at once must not starve the loop
     for raw in splitter.finish():
@@ -46,7 +49,15 @@ async def read_records(
             continue
         number += 1
         if raw is not None and raw.strip():
+            found = True
             yield number, _record(raw, header)
+    if fmt == "csv" and header is None:
+        _header(None, columns)  # raises: an empty body has no header either
+    if not found:
+        raise ValidationFailed(
+            "the body holds no record",
+            errors=[FieldError("/", "no record: the body is empty, or only a header or blank")],
+        )
 
 
 def _header(raw: bytes | None, columns: frozenset[str]) -> list[str]:
@@ -55,6 +66,12 @@ def _header(raw: bytes | None, columns: frozenset[str]) -> list[str]:
         raise ValidationFailed(
             "the CSV header must name the columns, subject_id among them",
             errors=[FieldError("/header", "missing or unreadable, or no subject_id column")],
+        )
+    twice = sorted({c for c in cells if cells.count(c) > 1})
+    if twice:  # which cell would win is a guess: a value could be lost silently
+        raise ValidationFailed(
+            "the CSV header names a column twice",
+            errors=[FieldError("/header", f"column named twice: {name}") for name in twice[:20]],
         )
     unknown = [c for c in cells if c != "subject_id" and c not in columns]
     if unknown:

@@ -93,6 +93,15 @@ async def test_a_csv_header_with_unknown_columns_is_refused_whole(api: Api) -> N
     assert created
 
 
+async def test_an_empty_body_is_refused_before_a_job_holds_its_key(api: Api) -> None:
+    for empty in (b"", b"subject_id,email\r\n"):
+        resp = await post_csv(api, "k-empty", empty)
+        assert resp.status == 422, await resp.text()
+    resp = await post_csv(api, "k-empty", b"subject_id,email\r\ncust-1,a@example.com\r\n")
+    assert resp.status == 202, await resp.text()  # the key was still free
+    assert (await resp.json())["counts"]["received"] == 1
+
+
 async def test_a_spreadsheet_csv_with_a_byte_order_mark_is_read(api: Api) -> None:
     resp = await post_csv(
         api, "k-bom", "\ufeffsubject_id,email\r\ncust-1,a@example.com\r\n".encode()

@@ -47,7 +47,33 @@ async def test_the_byte_order_mark_split_across_chunks(cut: int) -> None:
 
 
 async def test_a_header_only_csv_with_a_byte_order_mark_and_no_newline() -> None:
-    assert await read([BOM + b"subject_id,email"], "csv") == []
+    """The header is read (the mark skipped), and a body without a record is refused."""
+    with pytest.raises(ValidationFailed, match="holds no record"):
+        await read([BOM + b"subject_id,email"], "csv")
+
+
+@pytest.mark.parametrize(
+    ("parts", "fmt", "why"),
+    [
+        ([], "csv", "must name the columns"),
+        ([b""], "jsonl", "holds no record"),
+        ([b"\r\n\n  \n"], "jsonl", "holds no record"),
+        ([b"subject_id,email\r\n\r\n"], "csv", "holds no record"),
+    ],
+)
+async def test_a_body_without_records_is_refused(
+    parts: list[bytes], fmt: Literal["jsonl", "csv"], why: str
+) -> None:
+    """As `records: []` in a JSON body: an empty upload is a mistake, not a job of nothing."""
+    with pytest.raises(ValidationFailed, match=why):
+        await read(parts, fmt)
+
+
+async def test_a_column_named_twice_is_refused() -> None:
+    """Which cell would win is a guess: one value would be lost without a word."""
+    with pytest.raises(ValidationFailed, match="twice") as caught:
+        await read([b"subject_id,email,email\r\ncust-1,a@b.c,d@e.f\r\n"], "csv")
+    assert [e.detail for e in caught.value.errors] == ["column named twice: email"]
 
 
 async def test_jsonl_with_a_byte_order_mark() -> None:
