@@ -8,6 +8,7 @@ from typing import Literal
 
 import pytest
 
+from gateway.consent_import import MAX_LINE_BYTES
 from gateway.errors import ValidationFailed
 from gateway.provisions.reader import read_records
 
@@ -96,3 +97,16 @@ async def test_only_a_leading_byte_order_mark_is_skipped() -> None:
 async def test_a_header_without_subject_id_is_refused_whole() -> None:
     with pytest.raises(ValidationFailed, match="subject_id"):
         await read([BOM + b"email,phone\r\na@b.c,\r\n"], "csv")
+
+
+@pytest.mark.parametrize("piece", [1 << 20, 1000, 7])
+async def test_a_long_line_is_refused_however_the_body_is_chunked(piece: int) -> None:
+    """The line limit held only for lines that spanned two chunks: the same file was read or
+    refused depending on how the network cut it."""
+    long = b'{"subject_id": "cust-1", "email": "' + b"a" * MAX_LINE_BYTES + b'@b.c"}'
+    body = long + b'\n{"subject_id": "cust-2"}\n'
+    parts = [body[i : i + piece] for i in range(0, len(body), piece)]
+    assert await read(parts, "jsonl") == [
+        (1, f"line longer than {MAX_LINE_BYTES} bytes"),
+        (2, {"subject_id": "cust-2"}),
+    ]
