@@ -150,7 +150,7 @@ class Jobs:
             )
         kind = self._planner.kind
         if contract.kind is not kind:
-            detail = f"partner is a {contract.kind.value} partner, not {kind.value}"
+            detail = f"the partner's kind is {contract.kind.value}, not {kind.value}"
             raise ValidationFailed("wrong kind of partner", errors=[FieldError("/partner", detail)])
         self._planner.check(request, contract)
         if request.purpose not in contract.purposes:

@@ -119,9 +119,17 @@ def validation_problem(exc: ValidationError, prefix: tuple[int | str, ...] = ())
     errors = exc.errors(include_url=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):
         return BadRequest("the body is not valid JSON: " + errors[0]["msg"])
-    fields = [FieldError(pointer(prefix + tuple(e["loc"])), e["msg"]) for e in errors]
+    fields = [FieldError(pointer(prefix + tuple(e["loc"])), _message(e["msg"])) for e in errors]
     named = ", ".join(f.pointer or "/" for f in fields[:5])
+    if len(fields) > 5:
+        named += f" and {len(fields) - 5} more (see errors)"
     return ValidationFailed(f"{len(fields)} invalid field(s): {named}", errors=fields)
+
+
+def _message(msg: str) -> str:
+    """Pydantic's message for a field, without the "Value error, " its custom validators'
+    messages carry."""
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def require_media(request: web.Request, accepted: tuple[str, ...]) -> str:

@@ -61,6 +61,17 @@ async def test_bad_bodies_name_the_field(
         assert pointer in [e.get("pointer") for e in body["errors"]]
 
 
+async def test_a_detail_counts_what_it_does_not_list(api: Api) -> None:
+    """The detail names five pointers; the rest are in `errors`, and it says so."""
+    extra = {f"surprise_{n}": n for n in range(7)}
+    status, body = await _problem(
+        api, "POST", PREVIEW, data=json.dumps({**GOOD, **extra}), headers=JSON
+    )
+    assert status == 422
+    assert len(body["errors"]) == 7
+    assert body["detail"].endswith(" and 2 more (see errors)")
+
+
 async def test_oversized_body_is_413(api: Api) -> None:
     raw = json.dumps({**GOOD, "rationale": "x" * (MAX_JSON_BYTES + 1)})
     status, body = await _problem(api, "POST", PREVIEW, data=raw, headers=JSON)
