@@ -78,16 +78,23 @@ async def access_log_middleware(request: web.Request, handler: _Handler) -> web.
     """One log line per request. It names the route template, never the path: paths carry
     subject ids, and logs carry only subject keys (house rule 10)."""
     started = time.perf_counter()
-    response = await handler(request)
-    resource = request.match_info.route.resource
-    log.info(
-        "request",
-        method=request.method,
-        route=resource.canonical if resource is not None else "(none)",
-        status=response.status,
-        ms=round((time.perf_counter() - started) * 1000, 2),
-    )
-    return response
+    status = CLIENT_CLOSED_REQUEST  # unless an answer comes: aiohttp cancels the handler
+    try:  # of a caller that left (a download cancelled while it waits to write, say)
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # below 400: problem_middleware lets them through
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        log.info(
+            "request",
+            method=request.method,
+            route=resource.canonical if resource is not None else "(none)",
+            status=status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
 
 
 @web.middleware
@@ -103,6 +110,13 @@ async def problem_middleware(request: web.Request, handler: _Handler) -> web.Str
         allowed = exc.headers.get("Allow")
         body = _from_http_exception(exc, request.method, instance, allowed)
         return problem_response(body, None if allowed is None else {"Allow": allowed})
+    except ConnectionResetError:
+        if request.transport is not None and not request.transport.is_closing():
+            log.exception("unhandled_error", method=request.method, path=instance)
+            return problem_response(internal_problem(instance))
+        # The caller went away mid-answer (a long download cancelled, say): nobody to tell.
+        log.info("client_disconnected", method=request.method)
+        return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
         log.exception("unhandled_error", method=request.method, path=instance)
         return problem_response(internal_problem(instance))
@@ -156,6 +170,9 @@ def require_utf8(request: web.Request) -> None:
         )
 
 
+# What the access log records for an answer cut off by its caller (nginx's convention): the
+# response never reaches anyone.
+CLIENT_CLOSED_REQUEST: Final = 499
 _UTF8: Final = frozenset({"utf-8", "utf8"})  # the IANA name and its common alias
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from structlog.testing import capture_logs
 
 from gateway.errors import PROBLEM_MEDIA_TYPE, problem_type
 from gateway.models import Role
+from gateway.web.problems import CLIENT_CLOSED_REQUEST, access_log_middleware, problem_middleware
 from tests.integration.conftest import MAX_JSON_BYTES, Api
 
 PREVIEW = "/v1/decisions/preview"
@@ -119,3 +124,31 @@ async def test_a_bad_format_query_names_the_parameter(api: Api) -> None:
     )
     assert status == 422
     assert body["errors"] == [{"parameter": "format", "detail": "jsonl or csv"}]
+
+
+async def test_a_caller_leaving_mid_download_is_no_server_error() -> None:
+    """A download whose caller went away is logged as such (499, client_disconnected), not as
+    a 500 with a traceback; whether aiohttp cancels the handler or its next write fails."""
+
+    async def slow_download(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        assert request.transport is not None
+        while not request.transport.is_closing():  # noqa: ASYNC110 (a page being read)
+            await asyncio.sleep(0.01)
+        await response.write(b"too late")  # raises: the transport is closing
+        return response
+
+    app = web.Application(middlewares=[access_log_middleware, problem_middleware])
+    app.router.add_get("/download", slow_download)
+    async with TestServer(app, host="127.0.0.1") as server:
+        with capture_logs() as logs:
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+            writer.transport.abort()
+            async with asyncio.timeout(10):
+                while not any(e["event"] == "request" for e in logs):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+    assert [e["status"] for e in logs if e["event"] == "request"] == [CLIENT_CLOSED_REQUEST]
