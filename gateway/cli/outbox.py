@@ -5,7 +5,8 @@
 
 `replay` moves dead letters back to pending with their attempts reset; a running service's
 delivery worker picks them up at its next poll and sends the same bytes under the same
-idempotency key, so a partner that already took one does not take it twice.
+idempotency key, so a partner that already took one does not take it twice. It exits 1 when
+a named id is not a dead letter (unknown, or pending or delivered already).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ async def _replay(args: argparse.Namespace) -> int:
     finally:
         await store.close()
     print(f"{moved} dead letter(s) back to pending")
-    if moved < len(ids):
+    if moved < len(ids):  # only named ids can miss: --all lists dead letters
         print(f"{len(ids) - moved} id(s) were not dead letters", file=sys.stderr)
+        return 1
     return 0

@@ -91,8 +91,10 @@ class Progress:
             print(f"\r[{bar:<30}] {share:6.1%} {rate:6.1f} MB/s", end="", file=sys.stderr)
 
     def end(self) -> None:
+        """The bar's line is finished (once)."""
         if self.live:
             print(file=sys.stderr)
+            self.live = False
 
 
 async def _chunks(path: Path, progress: Progress) -> AsyncIterator[bytes]:
@@ -103,8 +105,13 @@ async def _chunks(path: Path, progress: Progress) -> AsyncIterator[bytes]:
             await asyncio.sleep(0)
 
 
-def _media(path: Path) -> str:
-    return "application/x-ndjson" if path.suffix in (".jsonl", ".ndjson") else "text/csv"
+def _media(path: Path) -> str | None:
+    """The body's media type by the file's suffix; None for a .json file (one JSON document,
+    which the service does not stream: it takes JSON lines or CSV)."""
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return None
+    return "application/x-ndjson" if suffix in (".jsonl", ".ndjson") else "text/csv"
 
 
 async def _send(session: aiohttp.ClientSession, args: argparse.Namespace, key: str) -> Any:
@@ -121,9 +128,10 @@ async def _send(session: aiohttp.ClientSession, args: argparse.Namespace, key: s
     )
     progress = Progress(args.file.stat().st_size)
     url = f"{args.url.rstrip('/')}/v1/provisions/customer-match?{query}"
-    headers = {"Content-Type": _media(args.file)}
+    headers = {"Content-Type": _media(args.file) or "text/csv"}
     try:
         async with session.post(url, data=_chunks(args.file, progress), headers=headers) as resp:
+            progress.end()
             body = await resp.json(content_type=None)
             if resp.status != 202:
                 print(json.dumps(body, indent=2, ensure_ascii=False), file=sys.stderr)
@@ -134,11 +142,29 @@ async def _send(session: aiohttp.ClientSession, args: argparse.Namespace, key: s
 
 
 async def _follow(session: aiohttp.ClientSession, base: str, job: Any) -> Any:
+    """The job once its deliveries ended; on a terminal, how many people are delivered."""
+    live = sys.stderr.isatty()
     while job["state"] in ("queued", "running"):
+        if live:
+            counts = job["counts"]
+            print(f"\rdelivering: {counts['delivered']:,} of {counts['allowed']:,} people "
+                  f"({counts['failed']:,} failed)", end="", file=sys.stderr)  # fmt: skip
         await asyncio.sleep(POLL_S)
         async with session.get(f"{base}/v1/jobs/{job['job_id']}") as resp:
             job = await resp.json(content_type=None)
+    if live:
+        print(file=sys.stderr)
     return job
+
+
+def _not_sent(base: str, job: Any) -> str | None:
+    """Where to read why some records were not sent, if some were not."""
+    counts = job["counts"]
+    unsent = counts.get("denied", 0) + counts.get("invalid", 0)
+    if not unsent:
+        return None
+    where = f"{base}/v1/jobs/{job['job_id']}/rejections"
+    return f"{unsent:,} record(s) not sent, with the reasons: GET {where} (or ?format=csv)"
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -147,6 +173,10 @@ async def _main(args: argparse.Namespace) -> int:
         return 2
     if not args.file.is_file():
         print(f"gateway upload: {args.file}: no such file", file=sys.stderr)
+        return 2
+    if _media(args.file) is None:
+        print(f"gateway upload: {args.file}: send JSON lines (.jsonl, one record a line) or "
+              "CSV with a header row, not one JSON document", file=sys.stderr)  # fmt: skip
         return 2
     key = args.idempotency_key or file_digest(args.file)
     headers = {"Authorization": f"Bearer {args.api_key}"}
@@ -158,7 +188,8 @@ async def _main(args: argparse.Namespace) -> int:
                 break
             except (aiohttp.ClientError, OSError) as exc:
                 if attempt == args.retries:
-                    print(f"gateway upload: {type(exc).__name__}: gave up", file=sys.stderr)
+                    print(f"gateway upload: {args.url}: {type(exc).__name__}: {exc}; gave up "
+                          f"after {args.retries + 1} attempt(s)", file=sys.stderr)  # fmt: skip
                     return 2
                 wait = min(2.0**attempt, 30.0)
                 print(f"upload broke ({type(exc).__name__}); resending in {wait:.0f} s",
@@ -167,4 +198,6 @@ async def _main(args: argparse.Namespace) -> int:
         if not args.no_wait:
             job = await _follow(session, args.url.rstrip("/"), job)
     print(json.dumps({"job_id": job["job_id"], "state": job["state"], "counts": job["counts"]}))
+    if hint := _not_sent(args.url.rstrip("/"), job):
+        print(hint, file=sys.stderr)
     return 1 if job["state"] == "failed" else 0
