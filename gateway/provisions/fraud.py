@@ -7,9 +7,17 @@ and recorded with the provider's verdict.
               the verdict as a receipt (Art. 30)
 
 A checkout must never hang on us: every way the check cannot get the provider's verdict
-(policy denial, circuit open, timeout, unreachable, error status, malformed answer) answers
-the contract's declared fallback marked `"fallback": true`, with reason codes saying why.
+(policy denial, gateway busy, circuit open, timeout, unreachable, error status, redirect,
+malformed answer) answers the contract's declared fallback marked `"fallback": true`, with
+reason codes saying why.
+
 Only a malformed request (422) or an unknown or wrong partner (404 / 422) is an error.
+
+The breaker hears only of the provider's failures, never of the gateway's own (docs: "The
+provider call"): at most `max_in_flight` checks per partner are out at once, one beyond that
+is answered `gateway_busy` at once, unsent (queued, it would reach the provider with part of
+its budget gone); and a timeout is the provider's only if its request left with FAIR_SHARE of
+the budget, else (the gateway itself was slow) it is `gateway_busy` too.
 
 The per-partner parts (purpose, basis, URL, headers, breaker) are derived once per contract
 (`_Route`); the hot path is one store read (`subject_states`), the policy decision, the
@@ -38,7 +46,13 @@ from gateway.adapters.fraud_check import (
 from gateway.contract_kinds import FRAUD_PURPOSE, FraudDecision
 from gateway.contracts import PartnerContract, Purpose
 from gateway.delivery.breaker import BreakerState, CircuitBreaker
-from gateway.delivery.transport import Transport, TransportError, is_retryable_status
+from gateway.delivery.transport import (
+    HttpResponse,
+    Transport,
+    TransportError,
+    is_redirect_status,
+    is_retryable_status,
+)
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.ledger.entries import Outcome, receipt_entry, to_record
 from gateway.ledger.service import Ledger
@@ -53,15 +67,19 @@ log = structlog.get_logger("gateway.fraud")
 
 ATTEMPTS: Final = 2  # the first call and at most one retry, both inside the time budget
 MIN_ATTEMPT_S: Final = 0.01  # a retry with less time left than this cannot get an answer
+FAIR_SHARE: Final = 0.75  # of the budget: a timeout is the provider's if it had at least this
 RECEIPT_ITEMS: Final = ("decision", "score", "reasons", "provider_ref")
 OBTAINED_BY: Final = "fraud_check"
 # Why a check answered the fallback instead of the provider's verdict. Fixed sentences: a
 # message never carries a value from the request or the provider's answer.
 FALLBACK_REASONS: Final = {
+    "gateway_busy": "The gateway was too busy to give the provider its share of the time "
+    "budget; the provider was not called, or called too late.",
     "circuit_open": "The provider failed repeatedly; its circuit is open, it was not called.",
     "provider_timeout": "The provider did not answer within the time budget.",
     "provider_unreachable": "The provider could not be reached.",
     "provider_error": "The provider answered with an error status.",
+    "provider_redirect": "The provider answered with a redirect; redirects are not followed.",
     "provider_answer_invalid": "The provider's answer was not a usable verdict.",
 }
 
@@ -78,6 +96,23 @@ class _Route:
     budget_s: float
     fallback: FraudDecision
     breaker: CircuitBreaker
+    slots: _Slots
+
+
+class _Slots:
+    """At most `size` of one partner's checks out at once; never waited for (module doc)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+
+    def take(self) -> bool:
+        if self._free <= 0:
+            return False
+        self._free -= 1
+        return True
+
+    def give_back(self) -> None:
+        self._free += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +123,12 @@ class _Call:
     reason: str | None  # a FALLBACK_REASONS code when there is no verdict
     sent: bool  # whether a request went out (so its payload hash is recorded)
     response_sha256: str | None = None
+
+    @property
+    def provider_failed(self) -> bool:
+        """Whether the check counts against the provider: it went out and got no verdict,
+        for a reason of the provider's (gateway_busy is ours)."""
+        return self.verdict is None and self.sent and self.reason != "gateway_busy"
 
 
 def _sha256(data: bytes) -> str:
@@ -112,7 +153,12 @@ class FraudChecks:
         monotonic: Callable[[], float],
         new_id: Callable[[], str],
         default_region: str,
+        max_in_flight: int,
     ) -> None:
+        """`max_in_flight`: checks out at once per partner (>= 1); one beyond it is answered
+        gateway_busy. Raises ValueError when it is less than 1."""
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
         self._contracts = contracts
         self._store = store
         self._transport = transport
@@ -124,6 +170,7 @@ class FraudChecks:
         self._monotonic = monotonic
         self._new_id = new_id
         self._default_region = default_region
+        self._max_in_flight = max_in_flight
         self._routes: dict[str, _Route] = {}
 
     def route(self, partner: str) -> _Route:
@@ -173,6 +220,7 @@ class FraudChecks:
                 reset_s=settings.breaker_reset_s,
                 clock=self._monotonic,
             ),
+            slots=_Slots(self._max_in_flight),
         )
 
     async def check(
@@ -224,12 +272,20 @@ class FraudChecks:
         return sent
 
     async def _call(self, route: _Route, check_id: str, body: bytes, *, deadline: float) -> _Call:
-        """Ask the provider, unless its circuit is open or the budget is already spent. The
-        check's result goes to the partner's breaker, once per check (not per attempt); a
-        check that never reached the provider says nothing about it, except that a half-open
-        trial it held is given back (as a failure, so the circuit stays open)."""
-        if deadline - self._monotonic() < MIN_ATTEMPT_S:
-            return _Call(None, "provider_timeout", sent=False)
+        """Ask the provider, unless the gateway cannot (budget already spent, every slot of the
+        partner taken: gateway_busy) or its circuit is open. The check's result goes to the
+        partner's breaker, once per check (not per attempt); a check that never reached the
+        provider says nothing about it, except that a half-open trial it held is given back
+        (as a failure, so the circuit stays open)."""
+        if deadline - self._monotonic() < MIN_ATTEMPT_S or not route.slots.take():
+            return _Call(None, "gateway_busy", sent=False)
+        try:
+            return await self._guarded(route, check_id, body, deadline)
+        finally:
+            route.slots.give_back()
+
+    async def _guarded(self, route: _Route, check_id: str, body: bytes, deadline: float) -> _Call:
+        """_call once it holds a slot: the breaker around the attempts."""
         if not route.breaker.allow():
             return _Call(None, "circuit_open", sent=False)
         headers = {**route.headers, "Idempotency-Key": check_id}
@@ -240,7 +296,7 @@ class FraudChecks:
             raise
         if call.verdict is not None:
             route.breaker.success()
-        elif call.sent or route.breaker.state is not BreakerState.CLOSED:
+        elif call.provider_failed or route.breaker.state is not BreakerState.CLOSED:
             route.breaker.failure()
         return call
 
@@ -248,9 +304,11 @@ class FraudChecks:
         self, route: _Route, body: bytes, headers: Mapping[str, str], deadline: float
     ) -> _Call:
         """At most ATTEMPTS calls, each given the time left until `deadline`; a retry only
-        after no answer or a retryable status (the Idempotency-Key makes it safe)."""
+        after no answer or a retryable status (the Idempotency-Key makes it safe). A first
+        call that went out with less than FAIR_SHARE of the budget left and timed out is
+        gateway_busy: the provider did not have its fair chance."""
         reason, sent = "provider_timeout", False
-        for _ in range(ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             left = deadline - self._monotonic()
             if left < MIN_ATTEMPT_S:
                 break
@@ -260,19 +318,17 @@ class FraudChecks:
                     route.url, body, headers=headers, limit_s=left
                 )
             except TransportError:
-                timed_out = deadline - self._monotonic() < MIN_ATTEMPT_S
-                reason = "provider_timeout" if timed_out else "provider_unreachable"
+                if deadline - self._monotonic() >= MIN_ATTEMPT_S:
+                    reason = "provider_unreachable"
+                elif attempt == 0 and left < FAIR_SHARE * route.budget_s:
+                    reason = "gateway_busy"
+                else:
+                    reason = "provider_timeout"
                 continue
-            digest = _sha256(response.body)
             if is_retryable_status(response.status):
                 reason = "provider_error"
                 continue
-            try:
-                verdict = decode_response(response.status, response.body)
-            except ProviderResponseError as exc:
-                code = "provider_answer_invalid" if exc.status == 200 else "provider_error"
-                return _Call(None, code, sent=True, response_sha256=digest)
-            return _Call(verdict, None, sent=True, response_sha256=digest)
+            return _judged(response)
         return _Call(None, reason, sent=sent)
 
     async def _record(
@@ -318,6 +374,22 @@ class FraudChecks:
             )
             records.append(to_record(receipt))
         await self._ledger.append(records)
+
+
+def _judged(response: HttpResponse) -> _Call:
+    """A final (not retryable) answer: the verdict, or why it is none. A redirect is never
+    followed (the contract names the one endpoint data may go to); an answer too large to
+    read is no verdict."""
+    if is_redirect_status(response.status):
+        return _Call(None, "provider_redirect", sent=True)
+    try:
+        if response.body_too_large:
+            raise ProviderResponseError("the answer is too large", status=response.status)
+        verdict = decode_response(response.status, response.body)
+    except ProviderResponseError as exc:
+        code = "provider_answer_invalid" if exc.status == 200 else "provider_error"
+        return _Call(None, code, sent=True)
+    return _Call(verdict, None, sent=True, response_sha256=_sha256(response.body))
 
 
 def _policy_reasons(decision: Decision) -> list[dict[str, str]]:

@@ -1,12 +1,20 @@
 """Fraud checks (role fraud): `POST /v1/fraud-checks`, synchronous, inside a checkout's budget.
 
 The checks run over their own HTTP client session (`fraud_running`, a cleanup context of the
-app): a keep-alive pool sized for the checkout's concurrency, apart from the delivery worker's,
-so a bulk upload never queues a checkout behind it.
+app), apart from the delivery worker's, so a bulk upload never queues a checkout behind it. Its
+pool has no limit of its own: a check waiting there for a connection would spend its budget
+unseen. What bounds the connections is FraudChecks' limit of checks in flight per partner
+(IN_FLIGHT_PER_PARTNER), which answers a check beyond it at once (gateway_busy).
+
+Order fields that leave in clear are validated for what they are, so nothing else (an email,
+a phone number) can leave in their place unhashed: `ip_address` must be an IP address and is
+sent in its canonical form, `shipping_postal_code` must look like a postal code.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +22,8 @@ from typing import Annotated, Final
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import FraudDecision
@@ -26,14 +35,56 @@ from gateway.web.problems import json_response, read_model
 from gateway.web.services import SERVICES
 
 FRAUD_TEAM: Final = frozenset({Role.FRAUD})
-CONNECTIONS: Final = 100  # keep-alive connections to fraud providers, all partners together
+IN_FLIGHT_PER_PARTNER: Final = 100  # checks out at once to one fraud provider (connections)
 EXTRA_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
+# A postal code as written anywhere we ship to: 1-10 letters, digits, spaces and hyphens, not
+# starting or ending with a space or hyphen (JP 100-0001, US 12345-6789, UK SW1A 1AA, CA K1A
+# 0B1, NL 1234 AB). No @ or dot, so never an email; 1-9 digits, so never a name nor a phone
+# number of 10 digits or more (JP 03-1234-5678, 09012345678; NANP 555-123-4567).
+POSTAL_CODE: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 -]{0,8}[A-Za-z0-9])?")
+POSTAL_CODE_DIGITS: Final = range(1, 10)
+
+# The validators raise PydanticCustomError, not ValueError: pydantic prefixes a ValueError's
+# message with "Value error, ", which tells the caller nothing.
 
 
 def _number(value: object) -> object:
-    # JSON true/false and numeric strings are not amounts (pydantic would coerce them).
+    # JSON true/false and numeric strings are not amounts (pydantic would coerce them). NaN
+    # and ±Infinity, which the JSON parser lets through, get the same message whatever the
+    # sign (pydantic's own check would call -Infinity and NaN "less than 0").
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError("must be a JSON number")
+        raise PydanticCustomError("number_type", "must be a JSON number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+def _ip_address(value: str) -> str:
+    """The address in its canonical form (RFC 5952 for IPv6: lower case, zeros compressed;
+    an IPv4-mapped IPv6 address as the IPv4 address), so one client has one spelling at the
+    provider. "" passes (absent). A zone ("fe80::1%eth0") is refused: it is free text."""
+    if value == "":
+        return value
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise PydanticCustomError("ip_address", "must be an IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            raise PydanticCustomError("ip_address", "must be an IP address without a zone (%)")
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _postal_code(value: str) -> str:
+    """A plausible postal code (POSTAL_CODE, POSTAL_CODE_DIGITS). "" passes (absent)."""
+    digits = sum(c.isdigit() for c in value)
+    if value and (POSTAL_CODE.fullmatch(value) is None or digits not in POSTAL_CODE_DIGITS):
+        raise PydanticCustomError(
+            "postal_code",
+            "must be a postal code: 1-10 letters, digits, spaces or hyphens, 1-9 of them digits",
+        )
     return value
 
 
@@ -45,19 +96,25 @@ class FraudOrder(BaseModel):
 
     order_id: str = Field(min_length=1, max_length=128)
     amount: Annotated[int | float, BeforeValidator(_number), Field(ge=0, allow_inf_nan=False)]
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. JPY")
+    currency: str = Field(
+        pattern=r"^[A-Z]{3}$",
+        description="three capital letters, e.g. JPY: an ISO 4217 code's shape (ISO's list "
+        "is not checked; docs/fraud-checks.md says why)",
+    )
     card_bin: str | None = Field(default=None, pattern=r"^[0-9]{6,8}$")
-    ip_address: str | None = Field(default=None, max_length=45)
+    ip_address: Annotated[str, Field(max_length=45), AfterValidator(_ip_address)] | None = None
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=64)
-    shipping_postal_code: str | None = Field(default=None, max_length=16)
+    shipping_postal_code: Annotated[str, AfterValidator(_postal_code)] | None = None
 
     @model_validator(mode="after")
     def _plain_names(self) -> FraudOrder:
         # An unknown field's name is recorded in the log (fields_dropped): it must be a name,
         # never something that could be a person's value (an email used as a key).
         if any(EXTRA_NAME.fullmatch(k) is None for k in self.__pydantic_extra__ or {}):
-            raise ValueError("other field names must be letters, digits and _ (max 63)")
+            raise PydanticCustomError(
+                "field_name", "other field names must be letters, digits and _ (max 63)"
+            )
         return self
 
 
@@ -95,7 +152,8 @@ async def fraud_running(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None),  # each call gets its own budget
-        connector=aiohttp.TCPConnector(limit=CONNECTIONS),
+        # No pool limit: IN_FLIGHT_PER_PARTNER bounds the connections (module docstring).
+        connector=aiohttp.TCPConnector(limit=0),
     ) as session:
         app[FRAUD_CHECKS] = FraudChecks(
             contracts=services.contracts,
@@ -111,6 +169,7 @@ async def fraud_running(app: web.Application) -> AsyncIterator[None]:
             monotonic=time.monotonic,
             new_id=services.new_id,
             default_region=services.settings.default_region,
+            max_in_flight=IN_FLIGHT_PER_PARTNER,
         )
         yield
 
@@ -139,11 +198,12 @@ ENDPOINTS = [
             "fields_dropped. The provider call has the contract's time budget (timeout_ms, "
             "default 800 ms, counted from the request's arrival) with at most one retry "
             "inside it, the check_id as its Idempotency-Key, and a circuit breaker per "
-            "partner. Whenever the provider's verdict cannot be had (circuit open, timeout, "
-            "unreachable, error, malformed answer) the answer is still 200: the contract's "
-            "declared fallback (review by default) with fallback true, score and provider_ref "
-            "null and a reason code. A check the policy refuses (e.g. the person asked to "
-            "stop provision to this partner, Art. 35) sends nothing and is answered the same "
+            "partner. Whenever the provider's verdict cannot be had (gateway busy, circuit "
+            "open, timeout, unreachable, error, redirect, malformed answer) the answer is "
+            "still 200: the contract's declared fallback (review by default) with fallback "
+            "true, score and provider_ref null and a reason code. A check the policy refuses "
+            "(e.g. the person asked to stop provision to this partner, Art. 35) sends nothing "
+            "and is answered the same "
             "way, its reasons being the policy's codes: a checkout never waits on an error. "
             "The provision (Art. 29) and the verdict as a receipt (Art. 30) are recorded in "
             "the transfer log under transfer_id (= check_id) before the answer."

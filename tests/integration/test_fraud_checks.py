@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.contract_kinds import FraudSettings
+from gateway.contract_kinds import FraudDecision, FraudSettings
 from gateway.contracts import PartnerContract
 from gateway.errors import PROBLEM_MEDIA_TYPE, problem_type
 from gateway.identifiers import Hashed, normalize_and_hash
@@ -99,11 +99,30 @@ def provider_requests(live: Live) -> int:
 
 @dataclass
 class Seen:
-    """What went through the recording proxy; `corrupt` makes it answer a non-verdict."""
+    """What went through the recording proxy; `corrupt` makes it answer a non-verdict,
+    `pieces` answer in that many chunks, a pause between them; `redirect` answer that
+    status, pointing at the sandbox's own scoring URL (a real provider, were it followed)."""
 
     requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     answers: list[bytes] = field(default_factory=list)
     corrupt: bool = False
+    pieces: int = 1
+    redirect: int | None = None
+
+
+async def piecewise(
+    request: web.Request, status: int, payload: bytes, pieces: int
+) -> web.StreamResponse:
+    """`payload` as a chunked answer in `pieces` writes, 50 ms apart."""
+    response = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    size = -(-len(payload) // pieces)
+    for start in range(0, len(payload), size):
+        await response.write(payload[start : start + size])
+        await asyncio.sleep(0.05)
+    await response.write_eof()
+    return response
 
 
 @contextlib.asynccontextmanager
@@ -112,17 +131,21 @@ async def recording_proxy(live: Live) -> AsyncIterator[Seen]:
     seen = Seen()
     async with aiohttp.ClientSession() as session:
 
-        async def forward(request: web.Request) -> web.Response:
+        async def forward(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             seen.requests.append((dict(request.headers), body))
+            url = live.sandbox_url + "/" + request.match_info["tail"]
+            if seen.redirect is not None:
+                return web.Response(status=seen.redirect, headers={"Location": url})
             wanted = ("Content-Type", "Idempotency-Key", "Authorization")
             headers = {k: request.headers[k] for k in wanted if k in request.headers}
-            url = live.sandbox_url + "/" + request.match_info["tail"]
             async with session.post(url, data=body, headers=headers) as answer:
                 status, payload = answer.status, await answer.read()
             if seen.corrupt:
                 status, payload = 200, b'{"score": "high"}'
             seen.answers.append(payload)
+            if seen.pieces > 1:
+                return await piecewise(request, status, payload, seen.pieces)
             return web.Response(status=status, body=payload, content_type="application/json")
 
         app = web.Application()
@@ -226,7 +249,7 @@ async def test_no_raw_email_or_phone_reaches_a_log_line(live: Live) -> None:
 
 
 async def test_a_slow_provider_gets_the_fallback_within_the_budget(live: Live) -> None:
-    use_contract(live, fraud=FraudSettings(timeout_ms=200))
+    use_contract(live, fraud=FraudSettings(timeout_ms=400))
     live.sandbox.set_faults("fraud", FaultPlan(latency_ms=5000))
     started = time.monotonic()
     status, answer = await check(live, order(5))
@@ -247,7 +270,7 @@ async def test_a_slow_provider_gets_the_fallback_within_the_budget(live: Live) -
 
 
 async def test_the_declared_fallback_is_the_contracts(live: Live) -> None:
-    use_contract(live, fraud=FraudSettings(timeout_ms=100, fallback="deny"))
+    use_contract(live, fraud=FraudSettings(timeout_ms=100, fallback=FraudDecision.DENY))
     live.sandbox.set_faults("fraud", FaultPlan(latency_ms=1000))
     _, answer = await check(live, order(6))
     assert (answer["decision"], answer["fallback"]) == ("deny", True)
@@ -286,6 +309,33 @@ async def test_a_malformed_answer_is_a_failure_and_falls_back(live: Live) -> Non
     assert answer["reasons"] == ["provider_answer_invalid"]
     logged = await entries(live, answer["check_id"])
     assert [e["outcome"] for e in logged] == ["failed"]
+
+
+async def test_a_verdict_sent_in_pieces_is_the_verdict(live: Live) -> None:
+    o = order_in_band("decline")
+    async with recording_proxy(live) as seen:
+        seen.pieces = 4
+        status, answer = await check(live, o)
+    assert status == 200, answer
+    assert answer["fallback"] is False
+    assert answer["decision"] == "deny"
+    assert answer["score"] == score_order(expected_sent(o)).score / 1000
+    logged = await entries(live, answer["check_id"])
+    assert logged[1]["payload_sha256"] == hashlib.sha256(seen.answers[0]).hexdigest()
+
+
+async def test_a_redirect_is_not_followed_and_falls_back(live: Live) -> None:
+    for n, status in enumerate((307, 302)):
+        async with recording_proxy(live) as seen:
+            seen.redirect = status
+            _, answer = await check(live, order(50 + n))
+        assert answer["fallback"] is True
+        assert answer["reasons"] == ["provider_redirect"]
+        assert len(seen.requests) == 1  # not retried
+        logged = await entries(live, answer["check_id"])
+        assert [e["outcome"] for e in logged] == ["failed"]
+        assert logged[0]["reasons"][-1]["code"] == "provider_redirect"
+    assert provider_requests(live) == 0  # the sandbox it pointed at got nothing
 
 
 async def test_the_breaker_opens_skips_the_provider_then_half_opens(live: Live) -> None:
@@ -385,6 +435,48 @@ async def test_bad_requests_are_problems_naming_the_field(live: Live) -> None:
     status, body = await check(live, order(34), role=Role.SENDER)
     assert_problem(status, body, 403, "forbidden")
     assert provider_requests(live) == 0
+
+
+async def test_clear_fields_must_be_what_they_claim_and_values_are_never_echoed(
+    live: Live,
+) -> None:
+    for bad, pointer in (
+        ({"ip_address": "dana.m@example.com"}, "/order/ip_address"),
+        ({"ip_address": "fe80::1%dana.m@example.com"}, "/order/ip_address"),
+        ({"shipping_postal_code": "dana.m@example.com"}, "/order/shipping_postal_code"),
+        ({"shipping_postal_code": "090-1234-5678"}, "/order/shipping_postal_code"),
+        ({"shipping_postal_code": "0312345678"}, "/order/shipping_postal_code"),
+    ):
+        status, body = await check(live, {**order(35), **bad})
+        assert_problem(status, body, 422, "validation-error")
+        assert [e["pointer"] for e in body["errors"]] == [pointer]
+        [value] = bad.values()
+        assert value not in json.dumps(body)
+    assert provider_requests(live) == 0
+
+
+async def test_amount_messages_are_plain_and_the_same_for_every_non_finite(live: Live) -> None:
+    for amount, message in (
+        (float("nan"), "Input should be a finite number"),
+        (float("inf"), "Input should be a finite number"),
+        (float("-inf"), "Input should be a finite number"),
+        ("12800", "must be a JSON number"),
+    ):
+        status, body = await check(live, {**order(36), "amount": amount})
+        assert_problem(status, body, 422, "validation-error")
+        assert body["errors"] == [{"pointer": "/order/amount", "detail": message}]
+
+
+async def test_an_ip_address_leaves_in_its_canonical_form(live: Live) -> None:
+    o = order(37, ip_address="2001:DB8:0:0:0:0:0:7", shipping_postal_code="100-0001")
+    async with recording_proxy(live) as seen:
+        status, answer = await check(live, o)
+    assert status == 200, answer
+    [(_, raw)] = seen.requests
+    sent = json.loads(raw)["order"]
+    assert sent["ip_address"] == "2001:db8::7"
+    assert sent["shipping_postal_code"] == "100-0001"
+    assert sent == expected_sent({**o, "ip_address": "2001:db8::7"})
 
 
 async def test_problem_bodies_have_the_problem_media_type(live: Live) -> None:

@@ -93,7 +93,11 @@ def contracts() -> dict[str, PartnerContract]:
 
 
 def make(
-    contracts: dict[str, PartnerContract], steps: list[Step], clock: Clock | None = None
+    contracts: dict[str, PartnerContract],
+    steps: list[Step],
+    clock: Clock | None = None,
+    *,
+    max_in_flight: int = 100,
 ) -> tuple[FraudChecks, ScriptedTransport, FakeLedger, Clock]:
     clock = clock or Clock()
     transport = ScriptedTransport(clock, steps)
@@ -110,6 +114,7 @@ def make(
         monotonic=clock,
         new_id=iter(f"id-{n}" for n in range(1000)).__next__,
         default_region="JP",
+        max_in_flight=max_in_flight,
     )
     return checks, transport, ledger, clock
 
@@ -177,7 +182,7 @@ async def test_a_budget_spent_before_the_call_sends_nothing_and_spares_the_break
 ) -> None:
     checks, transport, ledger, clock = make(contracts, [answer()])
     result = await checks.check(PARTNER, "cust-1", ORDER, started=clock.now - 1.0)
-    assert result["reasons"] == ["provider_timeout"]
+    assert result["reasons"] == ["gateway_busy"]  # our delay, not the provider's
     assert transport.calls == []
     assert ledger.appends[0][0]["payload_sha256"] is None
     assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
@@ -231,3 +236,120 @@ async def test_a_changed_contract_is_derived_again(contracts: Any) -> None:
     contracts[PARTNER] = contracts[PARTNER].model_copy(update={"fraud": settings})
     await run(checks, clock)
     assert transport.calls[0][3] == pytest.approx(0.1)
+
+
+# --- redirects, answers too large, the gateway's own limit
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_a_failure_not_retried(contracts: Any, status: int) -> None:
+    checks, transport, ledger, clock = make(contracts, [answer(status, b""), answer()])
+    result = await run(checks, clock)
+    assert (result["fallback"], result["reasons"]) == (True, ["provider_redirect"])
+    assert len(transport.calls) == 1
+    [[failed]] = ledger.appends
+    assert failed["outcome"] == "failed"
+    assert failed["reasons"][-1]["code"] == "provider_redirect"
+
+
+async def test_an_answer_too_large_to_read_is_no_verdict(contracts: Any) -> None:
+    huge = HttpResponse(200, {}, b"", body_too_large=True)
+    checks, transport, _, clock = make(contracts, [lambda _: huge, answer()])
+    result = await run(checks, clock)
+    assert result["reasons"] == ["provider_answer_invalid"]
+    assert len(transport.calls) == 1
+
+
+async def test_a_check_beyond_the_partners_limit_is_answered_at_once_and_spares_the_breaker(
+    contracts: Any,
+) -> None:
+    settings = FraudSettings(breaker_failures=1, breaker_reset_s=5.0)
+    contracts[PARTNER] = contracts[PARTNER].model_copy(update={"fraud": settings})
+    checks, transport, ledger, clock = make(contracts, [], max_in_flight=2)
+    gate = asyncio.Event()
+
+    async def held(url: str, body: bytes, **_: Any) -> HttpResponse:
+        transport.calls.append((url, body, {}, 0.0))
+        await gate.wait()
+        return HttpResponse(200, {}, VERDICT)
+
+    transport.post = held  # type: ignore[method-assign]
+    out = [asyncio.create_task(run(checks, clock)) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert len(transport.calls) == 2  # both slots taken, both checks at the provider
+    async with asyncio.timeout(1):  # answered at once: it does not wait for a slot
+        busy = await run(checks, clock)
+    assert (busy["fallback"], busy["reasons"]) == (True, ["gateway_busy"])
+    assert len(transport.calls) == 2
+    assert ledger.appends[0][0]["outcome"] == "failed"
+    assert ledger.appends[0][0]["payload_sha256"] is None  # nothing was sent
+    assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
+    gate.set()
+    assert [(await t)["fallback"] for t in out] == [False, False]
+    assert (await run(checks, clock))["fallback"] is False  # the slots were given back
+
+
+async def test_slots_are_given_back_whatever_the_call_came_to(contracts: Any) -> None:
+    steps: list[Step] = [refused, refused, answer(400), answer(307)]
+    checks, transport, _, clock = make(contracts, [*steps, answer()], max_in_flight=1)
+    for _ in range(3):  # unreachable (two attempts), an error status, a redirect
+        assert (await run(checks, clock))["fallback"] is True
+    assert (await run(checks, clock))["fallback"] is False
+    assert len(transport.calls) == 5
+
+
+def test_the_limit_must_let_a_check_out(contracts: Any) -> None:
+    with pytest.raises(ValueError, match="max_in_flight"):
+        make(contracts, [], max_in_flight=0)
+
+
+async def test_a_cancelled_check_gives_its_slot_back(contracts: Any) -> None:
+    checks, transport, _, clock = make(contracts, [answer()], max_in_flight=1)
+    scripted = transport.post
+    gate = asyncio.Event()
+
+    async def stuck(url: str, body: bytes, **_: Any) -> HttpResponse:
+        await gate.wait()
+        raise AssertionError("never answers")
+
+    transport.post = stuck  # type: ignore[method-assign]
+    task = asyncio.create_task(run(checks, clock))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    transport.post = scripted  # type: ignore[method-assign]
+    assert (await run(checks, clock))["fallback"] is False
+
+
+@pytest.mark.parametrize(
+    ("spent_s", "reason", "breaker"),
+    [
+        (0.1, "provider_timeout", BreakerState.OPEN),  # it had 0.7 s of 0.8: its own failure
+        (0.3, "gateway_busy", BreakerState.CLOSED),  # it had 0.5 s: our delay, not its
+    ],
+)
+async def test_a_timeout_counts_against_the_provider_only_if_it_had_its_share(
+    contracts: Any, spent_s: float, reason: str, breaker: BreakerState
+) -> None:
+    settings = FraudSettings(breaker_failures=1, breaker_reset_s=5.0)
+    contracts[PARTNER] = contracts[PARTNER].model_copy(update={"fraud": settings})
+    clock = Clock()
+    checks, transport, ledger, _ = make(contracts, [], clock)
+    transport.steps = [hang(clock)]
+    result = await checks.check(PARTNER, "cust-1", ORDER, started=clock.now - spent_s)
+    assert result["reasons"] == [reason]
+    assert transport.calls[0][3] == pytest.approx(0.8 - spent_s)
+    assert ledger.appends[0][0]["payload_sha256"] is not None  # sent, in both cases
+    assert checks.route(PARTNER).breaker.state is breaker
+
+
+async def test_a_late_check_that_the_provider_also_refused_counts(contracts: Any) -> None:
+    settings = FraudSettings(breaker_failures=1, breaker_reset_s=5.0)
+    contracts[PARTNER] = contracts[PARTNER].model_copy(update={"fraud": settings})
+    clock = Clock()
+    checks, transport, _, _ = make(contracts, [], clock)
+    transport.steps = [refused, hang(clock)]
+    result = await checks.check(PARTNER, "cust-1", ORDER, started=clock.now - 0.3)
+    assert result["reasons"] == ["provider_timeout"]  # the retry timed out, after a refusal
+    assert checks.route(PARTNER).breaker.state is BreakerState.OPEN
