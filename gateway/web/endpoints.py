@@ -58,6 +58,11 @@ class Endpoint:
     request_media: tuple[str, ...] = ("application/json",)
     response_model: type[BaseModel] | None = None
     response_status: int = 200
+    # Other successful answers, by status: what each means (same body as response_status).
+    also: Mapping[int, str] = field(default_factory=dict)
+    # Problem statuses beyond those the endpoint's shape implies (openapi._responses): a 404
+    # for a partner named in the body, a 409 for an idempotency key reused, ...
+    errors: frozenset[int] = frozenset()
     response_media: str = "application/json"
     query: tuple[QueryParam, ...] = ()
     # A request that a permitted caller could make: path values and body (tests and docs).

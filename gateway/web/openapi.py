@@ -12,6 +12,8 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway import __version__
 from gateway.errors import PROBLEM_CLASSES, PROBLEM_MEDIA_TYPE, problem_type
+from gateway.models import Role
+from gateway.web.auth import PARTNER_SCOPED_ROLES
 from gateway.web.endpoints import Endpoint
 
 _REF = "#/components/schemas/{model}"
@@ -98,13 +100,16 @@ def _responses(e: Endpoint, refs: SchemaRefs) -> dict[str, Any]:
     elif e.response_status != 204:
         ok["content"] = {e.response_media: {"schema": {}}}
     out = {str(e.response_status): ok}
-    codes = {500}
+    out.update({str(status): {**ok, "description": why} for status, why in e.also.items()})
+    codes = {500, *e.errors}
     if e.roles is not None:
         codes |= {401, 403}
     if e.has_body:
         codes |= {400, 413, 415, 422}
     if e.path_params:
         codes |= {404, 422}
+    if e.query:
+        codes |= {422}
     out.update({str(c): _problem(c) for c in sorted(codes)})
     return out
 
@@ -113,7 +118,8 @@ def _operation(e: Endpoint, refs: SchemaRefs) -> dict[str, Any]:
     roles = sorted(e.roles) if e.roles is not None else []
     who = f"Roles: {', '.join(roles)}." if roles else "Public: no API key needed."
     if e.partner_scoped:
-        who += " A sender only for the partners its client lists."
+        scoped = sorted(Role(r).value for r in roles if Role(r) in PARTNER_SCOPED_ROLES)
+        who += f" A {' or '.join(scoped)} only for the partners its client lists."
     op: dict[str, Any] = {
         "operationId": e.handler.__name__,
         "summary": e.summary,

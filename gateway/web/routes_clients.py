@@ -110,6 +110,7 @@ ENDPOINTS = [
         summary="Revoke an API client; its key stops working at once",
         roles=ADMIN,
         response_status=204,
+        errors=frozenset({409}),  # the caller's own key
         example_path={"client_id": "0000000000000000"},
     ),
 ]

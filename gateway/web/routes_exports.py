@@ -111,6 +111,7 @@ ENDPOINTS = [
         request_model=ExportBody,
         request_media=("application/json", "application/x-ndjson", "text/csv"),
         response_status=202,
+        errors=frozenset({404, 409}),  # an unknown partner/purpose; a key reused
         query=(
             QueryParam("partner", "streamed exports: the partner id"),
             QueryParam("purpose", "streamed exports: the purpose (default attribute_estimation)"),

@@ -210,6 +210,7 @@ ENDPOINTS = [
         ),
         tag="fraud",
         roles=FRAUD_TEAM,
+        errors=frozenset({404}),  # an unknown partner
         partner_scoped=False,  # fraud clients are not partner-listed (require_partner: senders)
         request_model=FraudCheckBody,
         response_model=FraudCheckAnswer,

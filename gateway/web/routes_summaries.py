@@ -271,6 +271,8 @@ ENDPOINTS = [
         partner_scoped=True,
         request_model=Summary,
         response_status=201,
+        also={200: "The same summary again: the stored one (logged no second time)."},
+        errors=frozenset({409}),  # another summary of the same upload
         example_path={"partner_id": "sample-point-program"},
         example_body={
             "upload_id": "up_0123456789abcdef",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.contracts import load_contracts
@@ -23,12 +23,41 @@ from gateway.settings import Settings
 from gateway.storage import Store
 from gateway.web import make_app
 from gateway.web.auth import mint_client
+from gateway.web.routes_meta import OPENAPI
 from gateway.web.services import Services
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SENDER_PARTNERS = ("google-customer-match",)
 MAX_JSON_BYTES = 256 * 1024
+
+
+class Documented:
+    """Every answer the app gives in a test is one its /openapi.json declares for that route
+    and method: a status the code returns but the document omits fails the test that saw it
+    (independent clients are generated from the document)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.undocumented: set[tuple[str, str, int]] = set()
+        app.middlewares.insert(0, self._observe)
+
+    @web.middleware
+    async def _observe(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        response = await handler(request)
+        route = request.match_info.route.resource
+        operations = self.app[OPENAPI]["paths"].get(route.canonical if route else "", {})
+        operation = operations.get(request.method.lower())
+        if operation is not None and str(response.status) not in operation["responses"]:
+            self.undocumented.add(
+                (request.method, route.canonical if route else "", response.status)
+            )
+        return response
+
+    def check(self) -> None:
+        assert not self.undocumented, f"answers /openapi.json does not declare: {self.undocumented}"
 
 
 @dataclass
@@ -82,9 +111,10 @@ async def api(store: Store, tmp_path: Path) -> AsyncIterator[Api]:
         await store.create_client(record)
         keys[role] = key
         client_ids[role] = record.client_id
-    server = TestServer(make_app(services), host="127.0.0.1")
-    async with TestClient(server) as http:
+    documented = Documented(make_app(services))
+    async with TestClient(TestServer(documented.app, host="127.0.0.1")) as http:
         yield Api(http=http, keys=keys, client_ids=client_ids, services=services)
+    documented.check()
 
 
 @dataclass
@@ -142,7 +172,8 @@ async def live(store: Store, tmp_path: Path) -> AsyncIterator[Live]:
             await store.create_client(record)
             keys[role] = key
             client_ids[role] = record.client_id
-        server = TestServer(make_app(services), host="127.0.0.1")
-        async with TestClient(server) as http:
+        documented = Documented(make_app(services))
+        async with TestClient(TestServer(documented.app, host="127.0.0.1")) as http:
             api = Api(http=http, keys=keys, client_ids=client_ids, services=services)
             yield Live(api=api, sandbox=state, sandbox_url=sandbox_url)
+        documented.check()
