@@ -74,10 +74,25 @@ def has_identifier(m: Member) -> bool:
 
 def unsent_fields(m: Member) -> tuple[str, ...]:
     """Address parts present on a member whose address is incomplete: they are not sent (an
-    AddressInfo needs all four), and the caller reports them instead of dropping them silently."""
-    if _has_address(m):
+    AddressInfo needs all four), and the caller reports them instead of dropping them silently
+    (the Customer Match planner: code `address_incomplete`)."""
+    return unsent_address_parts(m.given_name, m.family_name, m.region_code, m.postal_code)
+
+
+def unsent_address_parts(
+    given_name: str | None,
+    family_name: str | None,
+    region_code: str | None,
+    postal_code: str | None,
+) -> tuple[str, ...]:
+    """`unsent_fields` of the member with these address values, without building one: the
+    names of the parts given (not None) when not all four are, in ADDRESS_FIELDS order."""
+    parts = (given_name, family_name, region_code, postal_code)
+    if None not in parts:
         return ()
-    return tuple(name for name in ADDRESS_FIELDS if getattr(m, name) is not None)
+    return tuple(
+        name for name, value in zip(ADDRESS_FIELDS, parts, strict=True) if value is not None
+    )
 
 
 def _not_hashed(field: str) -> InvalidMember:

@@ -10,9 +10,12 @@ together, so a crash leaves a chunk either wholly recorded and queued, or not at
 Per record: the shape is checked (a bad record is rejected, with the field named and never
 its value); `policy.decide` rules on the provision; the allowed fields are normalized and
 hashed as the contract says; a field whose value cannot be normalized is not sent and is
-reported; a record left with no identifier Google can match is not sent either. Every
-record that names a subject gets one log entry: `allowed` with the SHA-256 of the exact bytes
-queued for it, or `denied` with the reasons.
+reported; address parts given but not sent because the address is not whole are reported
+(`address_incomplete`); of an identifier given both raw and pre-hashed (email and
+email_sha256, phone and phone_sha256) the raw one is sent when it is valid and the other is
+reported (`identifier_given_twice`); a record left with no identifier Google can match is not
+sent either. Every record that names a subject gets one log entry: `allowed` with the SHA-256
+of the exact bytes queued for it and the fields sent in it, or `denied` with the reasons.
 
 A chunk is ten thousand records of a handful of shapes, so what depends only on the shape is
 worked out once per chunk (`_Chunk`): the decision per kind of person (DecisionCache, bound per
@@ -39,6 +42,7 @@ from gateway.adapters.customer_match import (
     encode_ingest_parts,
     member_bytes_of,
     payload_sha256,
+    unsent_address_parts,
 )
 from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import Destination
@@ -76,11 +80,22 @@ RECORD_FIELDS: Final = (
 _RECORD_FIELDS: Final = frozenset(RECORD_FIELDS)
 _MEMBER_FIELD: Final = {"email_sha256": "email", "phone_sha256": "phone"}
 _GRANT: Final = ConsentAction.GRANT
+_INCOMPLETE: Final = "address_incomplete"
+_TWICE: Final = "identifier_given_twice"
 _UNKNOWN_FIELD: Final = (
     "a field that is not part of a customer-match record (not named here: a key may itself be "
     f"personal data); the fields are: {', '.join(RECORD_FIELDS)}"
 )
 _subject_ok: Final = SUBJECT_ID_PATTERN.fullmatch  # a match (truthy) for a valid subject id
+_ADDRESS_NEEDS: Final = (
+    "not sent: an address is sent only whole, with given_name, family_name, region_code and "
+    "postal_code all given, valid and allowed by the contract"
+)
+# An ignored pre-hashed value: the raw one of the same identifier was sent (raw ones go first).
+_GIVEN_TWICE: Final = {
+    hashed: f"not sent: {raw} was given too and was sent; give {raw} or {hashed}, not both"
+    for hashed, raw in _MEMBER_FIELD.items()
+}
 _UNUSABLE: Final = (
     {
         "code": "no_identifier",
@@ -184,7 +199,8 @@ def plan_chunk(
     last: bool,
 ) -> ChunkPlan:
     """Plan one chunk: `lines` are (1-based line, parsed record or an error message) in input
-    order; `done` is how many input records the job will have consumed after this chunk."""
+    order; `done` is the job's resume point after this chunk (a line number: every line up to
+    it is consumed; blank lines have numbers too, so it is no count of records)."""
     chunk = _Chunk(ctx, now)
     for line, raw in lines:
         chunk.take(line, raw, states)
@@ -226,7 +242,7 @@ class _Chunk:
         fields = self._fields.get(decision.fields_sent)
         if fields is None:
             fields = self._fields[decision.fields_sent] = self._fields_for(decision.fields_sent)
-        values = self._values(line, record, fields.steps)
+        values, dropped = self._values(line, record, fields.steps)
         try:
             part = member_bytes_of(*values)
         except InvalidMember as exc:  # no value Google can match survived normalization
@@ -236,10 +252,12 @@ class _Chunk:
             self.denied.append(self.kinds.denied(unsent, evidence, subject, key, _UNUSABLE))
             self.plan.count("denied")
             return
-        if len(values) - values.count(None) == fields.filled:  # no value refused
+        if fields.address and (fields.address < len(ADDRESS_FIELDS) or dropped is not None):
+            self._address(line, subject, values)  # parts given: perhaps not a whole address
+        if dropped is None:  # every value sent
             sent = fields.sent
         else:
-            sent = _sent_fields(decision.fields_sent, values)
+            sent = _sent_fields(decision.fields_sent, values, dropped)
         if sent != decision.fields_sent:  # the log lists what was sent, never more
             decision = self.kinds.with_fields_sent(decision, sent)
         queued = (decision, evidence, subject, part, payload_sha256(part), key)
@@ -290,35 +308,48 @@ class _Chunk:
 
     def _values(
         self, line: int, record: dict[str, str], steps: tuple[_Step, ...]
-    ) -> list[str | None]:
+    ) -> tuple[list[str | None], list[str] | None]:
         """`member_bytes_of`'s arguments: the allowed fields' values, as the contract
-        transforms them; a value that cannot be normalized is reported and left out."""
+        transforms them; and the fields left out, reported (None when none is: the common
+        case costs nothing more). A value that cannot be normalized is left out, and so is
+        a pre-hashed one whose raw twin was sent."""
         region = record.get("region_code")
         out: list[str | None] = [None] * len(MEMBER_VALUES)
+        dropped: list[str] | None = None
         for name, index, send in steps:
-            if out[index] is not None:  # email given raw and pre-hashed: the raw one was used
-                continue
-            value = send(record[name], region)
-            if isinstance(value, Rejected):
-                subject = record["subject_id"]
-                rejection = Rejection(line, subject, value.code.value, name, value.message)
-                self.plan.rejections.append(rejection)
-                continue
-            out[index] = value
-        return out
+            if out[index] is None:
+                value = send(record[name], region)
+                if not isinstance(value, Rejected):
+                    out[index] = value
+                    continue
+                code, message = value.code.value, value.message
+            else:  # given raw and pre-hashed: the raw one was sent (raw fields come first)
+                code, message = _TWICE, _GIVEN_TWICE[name]
+            self.plan.rejections.append(Rejection(line, record["subject_id"], code, name, message))
+            dropped = [name] if dropped is None else [*dropped, name]
+        return out, dropped
+
+    def _address(self, line: int, subject: str, values: Sequence[str | None]) -> None:
+        """Report the address parts a member holds but does not send (an address goes only
+        whole: Google's AddressInfo requires all four)."""
+        if parts := unsent_address_parts(values[2], values[3], values[4], values[5]):
+            message = f"{', '.join(parts)} {_ADDRESS_NEEDS}"
+            self.plan.rejections.append(Rejection(line, subject, _INCOMPLETE, parts[0], message))
 
     def _fields_for(self, fields_sent: tuple[str, ...]) -> _Fields:
         purpose = self.ctx.contract.purposes[self.ctx.purpose]  # listed: the decision allowed it
         steps = tuple(
             (name, MEMBER_VALUES.index(_member_field(name)), self._sender(name, transform))
-            for name in fields_sent
+            # Raw fields first, whatever the contract's order: a raw value wins over its
+            # pre-hashed twin (the gateway normalized it itself).
+            for name in sorted(fields_sent, key=_MEMBER_FIELD.__contains__)
             if (transform := purpose.fields[name]) is not Transform.HMAC  # no such Google field
         )
         full: list[str | None] = [None] * len(MEMBER_VALUES)
         for _, index, _ in steps:
             full[index] = "(a value)"
-        filled = len(full) - full.count(None)
-        return _Fields(steps, filled, _sent_fields(fields_sent, full))
+        address = sum(1 for _, index, _ in steps if MEMBER_VALUES[index] in ADDRESS_FIELDS)
+        return _Fields(steps, address, _sent_fields(fields_sent, full, ()))
 
     def _sender(self, name: str, transform: Transform) -> _Send:
         """What is sent for a value of `name` under `transform`: the Hasher's answer when the
@@ -349,17 +380,20 @@ class _Fields:
     """How a member is made of one set of allowed fields."""
 
     steps: tuple[_Step, ...]  # (record field, index in MEMBER_VALUES, what is sent for it)
-    filled: int  # member values set when no value is refused
-    sent: tuple[str, ...]  # the fields such a member sends
+    address: int  # how many of the steps are address parts (0 to 4)
+    sent: tuple[str, ...]  # the fields such a member sends when no value is left out
 
 
-def _sent_fields(fields_sent: tuple[str, ...], values: Sequence[str | None]) -> tuple[str, ...]:
-    """The allowed fields a member of these values (`member_bytes_of`'s arguments) sends."""
+def _sent_fields(
+    fields_sent: tuple[str, ...], values: Sequence[str | None], dropped: Sequence[str]
+) -> tuple[str, ...]:
+    """The allowed fields a member of these values (`member_bytes_of`'s arguments) sends,
+    `dropped` (refused, or the ignored twin of a raw identifier) left out."""
     present = {name for name, value in zip(MEMBER_VALUES, values, strict=True) if value is not None}
     targets: set[str] = {f for f in ("email", "phone") if f in present}
     if all(f in present for f in ADDRESS_FIELDS):  # an address goes whole or not at all
         targets.update(ADDRESS_FIELDS)
-    return tuple(f for f in fields_sent if _member_field(f) in targets)
+    return tuple(f for f in fields_sent if _member_field(f) in targets and f not in dropped)
 
 
 def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, str] | None:

@@ -279,7 +279,9 @@ def job_view(record: JobRecord) -> dict[str, Any]:
     else:
         state = "done"
     counts = {name: record.counts.get(name, 0) for name in ("allowed", "denied", "invalid")}
-    counts["received"] = record.records_done
+    # Records read, each counted once by its outcome. Not records_done: that is the resume
+    # point, a line number, and blank lines take a number without being records.
+    counts["received"] = sum(counts.values())
     counts.update(delivered=delivered[1], failed=dead[1], pending=pending[1])
     job = record.job
     return {

@@ -23,6 +23,7 @@ from gateway.delivery.outbox import (
 )
 from gateway.storage import postgres_outbox as pg
 from gateway.storage import sqlite_outbox as lite
+from gateway.storage.rejections_schema_v7 import FIRST_KEY, RejectionKey
 
 T = TypeVar("T")
 
@@ -37,8 +38,11 @@ class DeliveryStore(Protocol):
     async def job_of_transfer(self, transfer_id: str) -> JobRecord | None: ...
 
     async def job_rejections(
-        self, job_id: str, *, after_line: int, limit: int
-    ) -> list[Rejection]: ...
+        self, job_id: str, *, after: RejectionKey = FIRST_KEY, limit: int
+    ) -> list[tuple[RejectionKey, Rejection]]:
+        """At most `limit` of the job's rejections, each with its key (line, ordinal), in
+        key order: the line's in the order they were made. The next page is the one `after`
+        the last key of this one. Raises StorageError."""
 
     async def apply_side_writes(self, writes: Sequence[SideWrite]) -> None:
         """Outbox/job writes in one transaction with no log entries. Raises StorageError."""
@@ -84,8 +88,10 @@ class SqliteDeliveryMixin:
     async def job_of_transfer(self, transfer_id: str) -> JobRecord | None:
         return await self._run(partial(lite.job_of_transfer, transfer_id=transfer_id))
 
-    async def job_rejections(self, job_id: str, *, after_line: int, limit: int) -> list[Rejection]:
-        op = partial(lite.job_rejections, job_id=job_id, after_line=after_line, limit=limit)
+    async def job_rejections(
+        self, job_id: str, *, after: RejectionKey = FIRST_KEY, limit: int
+    ) -> list[tuple[RejectionKey, Rejection]]:
+        op = partial(lite.job_rejections, job_id=job_id, after=after, limit=limit)
         return await self._run(op)
 
     async def apply_side_writes(self, writes: Sequence[SideWrite]) -> None:
@@ -146,8 +152,10 @@ class PostgresDeliveryMixin:
     async def job_of_transfer(self, transfer_id: str) -> JobRecord | None:
         return await self._pg(pg.job_of_transfer, transfer_id)
 
-    async def job_rejections(self, job_id: str, *, after_line: int, limit: int) -> list[Rejection]:
-        return await self._pg(pg.job_rejections, job_id, after_line=after_line, limit=limit)
+    async def job_rejections(
+        self, job_id: str, *, after: RejectionKey = FIRST_KEY, limit: int
+    ) -> list[tuple[RejectionKey, Rejection]]:
+        return await self._pg(pg.job_rejections, job_id, after=after, limit=limit)
 
     async def apply_side_writes(self, writes: Sequence[SideWrite]) -> None:
         await self._pg(pg.apply_side_writes, writes)

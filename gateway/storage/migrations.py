@@ -18,7 +18,11 @@ UTC, PostgreSQL as timestamptz; partners lists are JSON arrays, NULL meaning eve
                       (gateway/storage/ledger_schema_v4.py) moved that into chunks; migration 6
                       (ledger_schema_v6.py) stages SQLite's new subject index rows in
                       ledger_subjects_recent.
-    outbox            deliveries to make (gateway/storage/outbox_schema.py)
+    outbox, jobs, job_rejections
+                      deliveries to make, provision jobs and the records they did not send
+                      (gateway/storage/outbox_schema.py); migration 7
+                      (gateway/storage/rejections_schema_v7.py) keys job_rejections by
+                      (job_id, line, ordinal)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import asyncpg
 from gateway.storage.ledger_schema_v4 import POSTGRES_V4, SQLITE_V4
 from gateway.storage.ledger_schema_v6 import POSTGRES_V6, SQLITE_V6
 from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
+from gateway.storage.rejections_schema_v7 import POSTGRES_V7, SQLITE_V7
 from gateway.storage.summaries_schema import POSTGRES_SUMMARIES, SQLITE_SUMMARIES
 
 
@@ -162,6 +167,7 @@ _POSTGRES_LEDGER: tuple[str, ...] = (
 
 _V4_NAME = "transfer log: chunked content, subject index, nodes from level 4"
 _V6_NAME = "transfer log: subject index rows staged in append order (SQLite)"
+_V7_NAME = "job rejections keyed by (line, ordinal), not by code"
 
 SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -210,6 +216,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, _V4_NAME, SQLITE_V4),
     Migration(5, "attribute-estimation summaries", SQLITE_SUMMARIES),
     Migration(6, _V6_NAME, SQLITE_V6),
+    Migration(7, _V7_NAME, SQLITE_V7),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -267,6 +274,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, _V4_NAME, POSTGRES_V4),
     Migration(5, "attribute-estimation summaries", POSTGRES_SUMMARIES),
     Migration(6, _V6_NAME, POSTGRES_V6),
+    Migration(7, _V7_NAME, POSTGRES_V7),
 )
 
 

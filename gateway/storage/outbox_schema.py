@@ -6,8 +6,10 @@ happen. What was sent and when is proven by the transfer log, not by these table
     outbox          one request to send: exact bytes, idempotency key (delivery_id), state
     jobs            one provision job (an upload or an export): parameters, how far its input
                     has been read (records_done: the resume point), outcome counts
-    job_rejections  the records of a job that were refused or invalid, with reasons (never
-                    the values), for the caller to download
+    job_rejections  the records of a job that were refused or invalid, or sent with a part
+                    left out, with reasons (never the values), for the caller to download.
+                    Migration 7 (rejections_schema_v7.py) keys it by (job_id, line, ordinal):
+                    the key below, (job_id, line, code), kept one row per code and line
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from gateway.delivery.outbox import (
     Rejection,
     SideWrite,
 )
+from gateway.storage.rejections_schema_v7 import RejectionKey, keyed_rows
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 Pool: TypeAlias = "asyncpg.Pool[Any]"
@@ -39,8 +40,9 @@ _DONE: Final = """UPDATE outbox SET state = $1, attempts = $2, last_error = $3, 
 _COUNTS: Final = "SELECT counts FROM jobs WHERE job_id = $1 FOR UPDATE"
 _PROGRESS: Final = """UPDATE jobs SET records_done = $1, input_complete = $2, counts = $3::jsonb,
     updated_at = $4 WHERE job_id = $5"""
-_REJECT: Final = """INSERT INTO job_rejections (job_id, line, subject_id, code, field, message)
-    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"""
+# Nothing on conflict: only the same rows written again can conflict (rejections_schema_v7.py).
+_REJECT: Final = """INSERT INTO job_rejections (job_id, line, ordinal, subject_id, code, field,
+    message) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING"""
 _NEW_JOB: Final = """INSERT INTO jobs (job_id, client_id, idempotency_key, request_sha256, kind,
     partner_id, destination, purpose, legal_basis, transfer_id, created_at, updated_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
@@ -59,8 +61,9 @@ _JOB_BY_TRANSFER: Final = """SELECT job_id, client_id, idempotency_key, request_
     counts::text, updated_at FROM jobs WHERE transfer_id = $1"""
 _JOB_DELIVERIES: Final = """SELECT state, count(*), coalesce(sum(entry_count), 0) FROM outbox
     WHERE job_id = $1 GROUP BY state"""
-_REJECTIONS: Final = """SELECT line, subject_id, code, field, message FROM job_rejections
-    WHERE job_id = $1 AND line > $2 ORDER BY line, code LIMIT $3"""
+# Pages follow the primary key: (line, ordinal) after the last row of the page before.
+_REJECTIONS: Final = """SELECT line, ordinal, subject_id, code, field, message FROM job_rejections
+    WHERE job_id = $1 AND (line, ordinal) > ($2, $3) ORDER BY line, ordinal LIMIT $4"""
 # Rows under way are skipped in the query: their megabytes of payload are not read again.
 _DUE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error FROM outbox
@@ -111,7 +114,7 @@ async def insert_outbox(conn: Conn, rows: Sequence[SideWrite], first_index: int)
         elif isinstance(w, JobProgress):
             await _progress(conn, w)
         else:
-            await conn.executemany(_REJECT, [(w.job_id, *_rejection(r)) for r in w.rows])
+            await conn.executemany(_REJECT, list(keyed_rows(w.job_id, w.rows)))
     if outbox:
         await conn.executemany(_INSERT, outbox)
 
@@ -120,10 +123,6 @@ async def apply_side_writes(pool: Pool, writes: Sequence[SideWrite]) -> None:
     """The same writes in a transaction of their own (no log entries with them)."""
     async with pool.acquire() as conn, conn.transaction():
         await insert_outbox(conn, writes, 0)
-
-
-def _rejection(r: Rejection) -> tuple[Any, ...]:
-    return (r.line, r.subject_id, r.code, r.field, r.message)
 
 
 async def _progress(conn: Conn, p: JobProgress) -> None:
@@ -177,9 +176,11 @@ async def _job(conn: Conn, row: Any) -> JobRecord:
 
 
 async def job_rejections(
-    pool: Pool, job_id: str, *, after_line: int, limit: int
-) -> list[Rejection]:
-    return [Rejection(*row) for row in await pool.fetch(_REJECTIONS, job_id, after_line, limit)]
+    pool: Pool, job_id: str, *, after: RejectionKey, limit: int
+) -> list[tuple[RejectionKey, Rejection]]:
+    """At most `limit` of the job's rejections after the key `after`, in key order."""
+    rows = await pool.fetch(_REJECTIONS, job_id, *after, limit)
+    return [((line, ordinal), Rejection(line, *rest)) for line, ordinal, *rest in rows]
 
 
 def _delivery(row: Any) -> PendingDelivery:

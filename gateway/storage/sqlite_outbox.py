@@ -23,6 +23,7 @@ from gateway.delivery.outbox import (
     Rejection,
     SideWrite,
 )
+from gateway.storage.rejections_schema_v7 import RejectionKey, keyed_rows
 from gateway.storage.sqlite_connect import transaction
 from gateway.storage.sqlite_time import from_micros, to_micros
 
@@ -34,8 +35,9 @@ _DONE: Final = """UPDATE outbox SET state = ?, attempts = ?, last_error = ?, upd
 _PROGRESS: Final = """UPDATE jobs SET records_done = ?, input_complete = ?, counts = ?,
     updated_at = ? WHERE job_id = ?"""
 _COUNTS: Final = "SELECT counts FROM jobs WHERE job_id = ?"
-_REJECT: Final = """INSERT OR IGNORE INTO job_rejections (job_id, line, subject_id, code, field,
-    message) VALUES (?, ?, ?, ?, ?, ?)"""
+# Ignore on conflict: only the same rows written again can conflict (rejections_schema_v7.py).
+_REJECT: Final = """INSERT OR IGNORE INTO job_rejections (job_id, line, ordinal, subject_id, code,
+    field, message) VALUES (?, ?, ?, ?, ?, ?, ?)"""
 _NEW_JOB: Final = """INSERT INTO jobs (job_id, client_id, idempotency_key, request_sha256, kind,
     partner_id, destination, purpose, legal_basis, transfer_id, created_at, updated_at)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -54,8 +56,9 @@ _JOB_BY_TRANSFER: Final = """SELECT job_id, client_id, idempotency_key, request_
     counts, updated_at FROM jobs WHERE transfer_id = ?"""
 _JOB_DELIVERIES: Final = """SELECT state, count(*), coalesce(sum(entry_count), 0) FROM outbox
     WHERE job_id = ? GROUP BY state"""
-_REJECTIONS: Final = """SELECT line, subject_id, code, field, message FROM job_rejections
-    WHERE job_id = ? AND line > ? ORDER BY line, code LIMIT ?"""
+# Pages follow the primary key: (line, ordinal) after the last row of the page before.
+_REJECTIONS: Final = """SELECT line, ordinal, subject_id, code, field, message FROM job_rejections
+    WHERE job_id = ? AND (line, ordinal) > (?, ?) ORDER BY line, ordinal LIMIT ?"""
 # Due rows are picked by id first (the index alone), then read whole one by one: a poll that
 # finds the rows under way again must not read their megabytes of payload again.
 _DUE_IDS: Final = """SELECT delivery_id FROM outbox
@@ -98,7 +101,7 @@ def insert_outbox(conn: sqlite3.Connection, rows: Sequence[SideWrite], first_ind
         elif isinstance(w, JobProgress):
             _progress(conn, w)
         else:
-            conn.executemany(_REJECT, [(w.job_id, *_rejection(r)) for r in w.rows])
+            conn.executemany(_REJECT, keyed_rows(w.job_id, w.rows))
     if outbox:
         conn.executemany(_INSERT, outbox)
 
@@ -107,10 +110,6 @@ def apply_side_writes(conn: sqlite3.Connection, writes: Sequence[SideWrite]) -> 
     """The same writes in a transaction of their own (no log entries with them)."""
     with transaction(conn):
         insert_outbox(conn, writes, 0)
-
-
-def _rejection(r: Rejection) -> tuple[Any, ...]:
-    return (r.line, r.subject_id, r.code, r.field, r.message)
 
 
 def _progress(conn: sqlite3.Connection, p: JobProgress) -> None:
@@ -161,9 +160,11 @@ def _job(conn: sqlite3.Connection, row: Sequence[Any]) -> JobRecord:
 
 
 def job_rejections(
-    conn: sqlite3.Connection, job_id: str, *, after_line: int, limit: int
-) -> list[Rejection]:
-    return [Rejection(*row) for row in conn.execute(_REJECTIONS, (job_id, after_line, limit))]
+    conn: sqlite3.Connection, job_id: str, *, after: RejectionKey, limit: int
+) -> list[tuple[RejectionKey, Rejection]]:
+    """At most `limit` of the job's rejections after the key `after`, in key order."""
+    rows = conn.execute(_REJECTIONS, (job_id, *after, limit))
+    return [((line, ordinal), Rejection(line, *rest)) for line, ordinal, *rest in rows]
 
 
 def _delivery(row: Sequence[Any]) -> PendingDelivery:

@@ -5,7 +5,7 @@ parameters) or streamed as JSONL/CSV (parameters in the query string), decides, 
 queues every record before it answers `202 Accepted` with the job: what is accepted is in the
 log and the outbox, and a crash after the answer loses nothing. The deliveries then run in
 the background; `GET /v1/jobs/{job_id}` follows them, `.../rejections` lists every record not
-sent, with the reason.
+sent and every part of a sent one left out, with the reason (docs/provisions.md).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from gateway.models import LegalBasis, Role
 from gateway.provisions.customer_match import RECORD_FIELDS
 from gateway.provisions.jobs import JobRequest, Jobs, Planner, job_view
 from gateway.provisions.reader import read_records
+from gateway.storage.rejections_schema_v7 import FIRST_KEY
 from gateway.web.auth import require_partner
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import json_response, read_model, require_media
@@ -202,20 +203,19 @@ async def get_rejections(request: web.Request, caller: Caller) -> web.StreamResp
     columns = ("line", "subject_id", "code", "field", "message")
     if fmt == "csv":
         await response.write((",".join(columns) + "\r\n").encode())
-    after = 0
-    while page := await store.job_rejections(
-        record.job.job_id, after_line=after, limit=REJECTIONS_PAGE
-    ):
+    after = FIRST_KEY
+    # Keyset pages on (line, ordinal): a line's rejections may straddle two pages.
+    while page := await store.job_rejections(record.job.job_id, after=after, limit=REJECTIONS_PAGE):
         out = io.StringIO()
         writer = csv.writer(out)
-        for r in page:
+        for _, r in page:
             row = (r.line, r.subject_id, r.code, r.field, r.message)
             if fmt == "csv":
                 writer.writerow(row)
             else:
                 out.write(json.dumps(dict(zip(columns, row, strict=True))) + "\n")
         await response.write(out.getvalue().encode())
-        after = page[-1].line
+        after = page[-1][0]
         if len(page) < REJECTIONS_PAGE:
             break
     await response.write_eof()
@@ -252,6 +252,7 @@ ENDPOINTS = [
         request_model=CustomerMatchBody,
         request_media=("application/json", "application/x-ndjson", "text/csv"),
         response_status=202,
+        errors=frozenset({404, 409}),  # an unknown partner/destination/purpose; a key reused
         query=(
             QueryParam("partner", "streamed uploads: the partner id"),
             QueryParam("destination", "streamed uploads: a destination of the contract"),
@@ -281,7 +282,7 @@ ENDPOINTS = [
         method="GET",
         path="/v1/jobs/{job_id}/rejections",
         handler=get_rejections,
-        summary="The records of a job that were not sent, with reasons (JSONL or CSV)",
+        summary="A job's records not sent, and parts of sent ones left out, with reasons",
         tag="provisions",
         roles=READERS,
         response_media="application/x-ndjson",

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from gateway.delivery.outbox import JobRejections, NewJob, Rejection
 from gateway.errors import ConfigError, StorageError
 from gateway.models import (
     ClientRecord,
@@ -423,6 +424,67 @@ async def test_sqlite_lookups_run_on_the_loop_and_a_busy_one_goes_to_the_reader(
         assert threads == [threading.current_thread().name]
     finally:
         await store.close()
+
+
+# jobs: rejections
+
+
+def new_job(job_id: str) -> NewJob:
+    return NewJob(
+        job_id=job_id, client_id="c-1", idempotency_key=job_id, request_sha256="0" * 64,
+        kind="customer_match", partner_id="google-customer-match", destination="default",
+        purpose="ad_customer_match", legal_basis="consent", transfer_id=f"t-{job_id}",
+        created_at=NOW,
+    )  # fmt: skip
+
+
+def rejection(line: int, code: str, field: str | None = None) -> Rejection:
+    return Rejection(line, f"s-{line}", code, field, f"{code} ({field})")
+
+
+async def all_rejections(
+    store: Store, job_id: str, limit: int
+) -> list[tuple[tuple[int, int], Rejection]]:
+    """Every row of the job, page by page of `limit`, each page after the last key."""
+    rows = await store.job_rejections(job_id, limit=limit)
+    out = list(rows)
+    while len(rows) == limit:
+        rows = await store.job_rejections(job_id, after=rows[-1][0], limit=limit)
+        out += rows
+    return out
+
+
+async def test_a_lines_rejections_are_all_kept_in_order_and_paged_whole(store: Store) -> None:
+    await store.create_job(new_job("j-1"))
+    await store.create_job(new_job("j-2"))
+    made = [
+        rejection(1, "empty", "given_name"),
+        rejection(1, "empty", "family_name"),  # the same code again on the line
+        rejection(1, "address_incomplete", "region_code"),
+        rejection(2, "invalid_hash", "email_sha256"),
+        rejection(2, "invalid_hash", "phone_sha256"),
+        rejection(5, "unknown_field"),
+        *(rejection(n, code) for n in range(6, 40) for code in ("b", "a")),
+    ]
+    await store.apply_side_writes([JobRejections("j-1", tuple(made[:5]))])
+    await store.apply_side_writes([JobRejections("j-1", tuple(made[5:]))])
+    await store.apply_side_writes([JobRejections("j-2", (rejection(1, "x"),))])
+    for limit in (1, 2, 4, 5, 7, 1000):  # page ends inside lines and between them
+        rows = await all_rejections(store, "j-1", limit)
+        assert [r for _, r in rows] == made
+        ordinals = [0, 1, 2, 0, 1, 0, *([0, 1] * 34)]
+        assert [key for key, _ in rows] == [
+            (r.line, n) for r, n in zip(made, ordinals, strict=True)
+        ]
+    assert [r for _, r in await store.job_rejections("j-2", limit=10)] == [rejection(1, "x")]
+
+
+async def test_rejections_written_again_are_not_doubled(store: Store) -> None:
+    await store.create_job(new_job("j-1"))
+    rows = (rejection(3, "empty", "given_name"), rejection(3, "empty", "family_name"))
+    await store.apply_side_writes([JobRejections("j-1", rows)])
+    await store.apply_side_writes([JobRejections("j-1", rows)])
+    assert [r for _, r in await store.job_rejections("j-1", limit=10)] == list(rows)
 
 
 # factory

@@ -32,6 +32,7 @@ from gateway.adapters.customer_match import (
     member_json,
     payload_sha256,
     remove_body,
+    unsent_address_parts,
     unsent_fields,
 )
 from gateway.contract_kinds import AccountType, Destination
@@ -233,6 +234,17 @@ def test_address_only_when_whole() -> None:
     assert unsent_fields(EMAIL_ONLY) == ()
     assert has_identifier(ADDRESS_ONLY)
     assert not has_identifier(Member("m-6", given_name=h("a"), family_name=h("b")))
+
+
+@given(st.lists(st.sampled_from([None, "x"]), min_size=4, max_size=4))
+def test_unsent_address_parts_are_the_parts_of_a_member_not_sent(parts: list[Any]) -> None:
+    given_name, family_name, region_code, postal_code = parts
+    member = Member("m-7", h("x@example.com"), None, *parts)
+    unsent = unsent_address_parts(given_name, family_name, region_code, postal_code)
+    assert unsent == unsent_fields(member)
+    names = ("given_name", "family_name", "region_code", "postal_code")
+    given = tuple(name for name, value in zip(names, parts, strict=True) if value is not None)
+    assert unsent == (() if len(given) == 4 else given)
 
 
 def test_identifiers_from_the_identifier_profile_encode() -> None:

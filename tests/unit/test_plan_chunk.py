@@ -11,6 +11,7 @@ outbox payloads and meta, rejections in order, counts in order.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -29,6 +30,7 @@ from gateway.adapters.customer_match import (
     encode_ingest_parts,
     member_bytes,
     payload_sha256,
+    unsent_fields,
 )
 from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contracts import PartnerContract, load_contracts
@@ -438,18 +440,30 @@ def _one(
         message = " ".join(r.message for r in decision.reasons if r.code) or "denied by policy"
         rejections.append(Rejection(line, subject, code, None, message))
         return decision
-    member = Member(subject_id=subject, **_transformed(ctx, line, record, decision, rejections))
+    values, dropped = _transformed(ctx, line, record, decision, rejections)
+    member = Member(subject_id=subject, **values)
     try:
         part = member_bytes(member)
     except InvalidMember as exc:
         message = f"{exc}: nothing Google can match is left"
         rejections.append(Rejection(line, subject, "no_identifier", None, message))
         return (decision.model_copy(update={"allowed": False, "fields_sent": ()}),)
+    if unsent := unsent_fields(member):  # given, but an address goes only whole
+        message = (
+            f"{', '.join(unsent)} not sent: an address is sent only whole, with given_name, "
+            "family_name, region_code and postal_code all given, valid and allowed by the "
+            "contract"
+        )
+        rejections.append(Rejection(line, subject, "address_incomplete", unsent[0], message))
     sent_fields = {f for f in ("email", "phone") if getattr(member, f) is not None}
     address = ("given_name", "family_name", "region_code", "postal_code")
     if all(getattr(member, f) is not None for f in address):
         sent_fields.update(address)
-    sent = tuple(f for f in decision.fields_sent if _MEMBER_FIELD.get(f, f) in sent_fields)
+    sent = tuple(
+        f
+        for f in decision.fields_sent
+        if _MEMBER_FIELD.get(f, f) in sent_fields and f not in dropped
+    )
     if sent != decision.fields_sent:
         decision = decision.model_copy(update={"fields_sent": sent})
     return decision, part, payload_sha256(part)
@@ -461,26 +475,37 @@ def _transformed(
     record: dict[str, str],
     decision: Decision,
     rejections: list[Rejection],
-) -> dict[str, str]:
+) -> tuple[dict[str, str], set[str]]:
+    """The member's values by Member field, and the fields not sent for their own sake
+    (refused, or pre-hashed with the raw twin sent: raw fields go first)."""
     transforms = ctx.contract.purposes[ctx.purpose].fields
     region = record.get("region_code")
     out: dict[str, str] = {}
-    for name in decision.fields_sent:
+    dropped: set[str] = set()
+    raw_first = [f for f in decision.fields_sent if f not in _MEMBER_FIELD]
+    raw_first += [f for f in decision.fields_sent if f in _MEMBER_FIELD]
+    for name in raw_first:
         target = _MEMBER_FIELD.get(name, name)
-        if target in out or transforms[name] is Transform.HMAC:
+        if transforms[name] is Transform.HMAC:
+            continue
+        subject = record["subject_id"]
+        if target in out:
+            message = (
+                f"not sent: {target} was given too and was sent; give {target} or {name}, not both"
+            )
+            rejections.append(Rejection(line, subject, "identifier_given_twice", name, message))
+            dropped.add(name)
             continue
         result = normalize_and_hash(
             name, record[name], region=region, default_region=ctx.default_region
         )
         if isinstance(result, Rejected):
-            rejection = Rejection(
-                line, record["subject_id"], result.code.value, name, result.message
-            )
-            rejections.append(rejection)
+            rejections.append(Rejection(line, subject, result.code.value, name, result.message))
+            dropped.add(name)
             continue
         clear = transforms[name] is Transform.CLEAR
         out[target] = result.normalized if clear else str(result.sha256)
-    return out
+    return out, dropped
 
 
 def _flags(ctx: UploadContext, state: SubjectState) -> ConsentFlags:
@@ -489,3 +514,45 @@ def _flags(ctx: UploadContext, state: SubjectState) -> ConsentFlags:
         return (True, False)
     event = state.consents.get(purpose)
     return (True, event is not None and event.action is ConsentAction.GRANT)
+
+
+def test_what_an_allowed_record_does_not_send_is_reported() -> None:
+    """Address parts without a whole address, and the pre-hashed twin of a raw identifier
+    (the raw one wins even where the contract lists the pre-hashed field first): each one
+    a rejection, and the log's items list only what was sent."""
+    subject = "cust-1"
+    grant = ConsentEvent(
+        subject_id=subject,
+        purpose=PURPOSE,
+        action=ConsentAction.GRANT,
+        effective_at=NOW - timedelta(days=3),
+        notice_version="pn-1",
+        channel="web",
+        foreign_disclosure_version="us-google-2025-04",
+        recorded_at=NOW,
+        recorded_by="t",
+    )
+    states = {subject: SubjectState(subject_id=subject, consents={PURPOSE: grant})}
+    lines: list[tuple[int, object]] = [
+        (1, {"subject_id": subject, "email": "a@b.com", "given_name": "Only"}),
+        (2, {"subject_id": subject, "email": "a@b.com", "email_sha256": HEX}),
+        (3, {"subject_id": subject, "email": "no-at-sign", "email_sha256": HEX}),
+        (5, {"subject_id": subject, "email": "a@b.com", "region_code": "JP",
+             "postal_code": "100-0001", "family_name": "!!"}),
+    ]  # fmt: skip
+    for contract in (GOOGLE, CONTRACTS[3]):  # CONTRACTS[3] lists email_sha256 before email
+        plan = planned(plan_chunk, contract, "JP", lines, states)
+        assert plan == planned(reference_plan, contract, "JP", lines, states)
+        records, _, rejections, counts = plan
+        assert [(r.line, r.code, r.field) for r in rejections] == [
+            (1, "address_incomplete", "given_name"),
+            (2, "identifier_given_twice", "email_sha256"),
+            (3, "invalid_email", "email"),
+            (5, "empty", "family_name"),
+            (5, "address_incomplete", "region_code"),
+        ]
+        assert rejections[0].message.startswith("given_name not sent: an address is sent only")
+        assert rejections[4].message.startswith("region_code, postal_code not sent")
+        assert counts == [("allowed", 4)]
+        items = [[i["field"] for i in json.loads(r.leaf)["items"]] for r in records]
+        assert items == [["email"], ["email"], ["email_sha256"], ["email"]]
