@@ -193,10 +193,14 @@ class Jobs:
         skipping those an earlier submission already committed. Returns the job as stored.
         Raises StorageError; NotFound/ValidationFailed as contract_for."""
         contract = self.contract_for(request)
-        if not record.input_complete:
-            chunk = _Chunking(request, record.job, contract)
-            await self._consume(chunk, record.records_done, lines)
-        found = await self._store.get_job(record.job.job_id)
+        job_id = record.job.job_id
+        async with self._store.job_feeding(job_id):  # another submission may be feeding it
+            current = await self._store.get_job(job_id)  # so its resume point is read now
+            assert current is not None, "a job is never deleted"
+            if not current.input_complete:
+                chunk = _Chunking(request, current.job, contract)
+                await self._consume(chunk, current.records_done, lines)
+        found = await self._store.get_job(job_id)
         assert found is not None, "a job is never deleted"
         return found
 

@@ -7,8 +7,11 @@ become StorageError); PostgresStore provides `_pg` (its pool, where asyncpg erro
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from functools import partial
 from typing import Any, Protocol, TypeVar
@@ -29,6 +32,12 @@ T = TypeVar("T")
 
 
 class DeliveryStore(Protocol):
+    def job_feeding(self, job_id: str) -> AbstractAsyncContextManager[None]:
+        """Held while one request feeds the job its records: a second submission of the same
+        idempotency key waits for it, then reads the job's resume point afresh (both read
+        from the same point and queued every record twice). Across processes on PostgreSQL
+        too (an advisory lock)."""
+
     async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
         """Store a new job unless its (client, idempotency key) exists: the stored job and
         whether it is new. Raises StorageError."""
@@ -75,9 +84,40 @@ class DeliveryStore(Protocol):
         """Dead letters back to pending; how many moved."""
 
 
+class KeyedLocks:
+    """An asyncio.Lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def _feeding_locks(store: object) -> KeyedLocks:
+    """The store's KeyedLocks (made on first use: the mixins have no __init__ of their own)."""
+    locks: KeyedLocks = store.__dict__.setdefault("_job_feeding_locks", KeyedLocks())
+    return locks
+
+
 class SqliteDeliveryMixin:
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # SqliteStore's
+
+    def job_feeding(self, job_id: str) -> AbstractAsyncContextManager[None]:
+        """One process writes a SQLite database: a lock of this process is enough."""
+        return _feeding_locks(self).hold(job_id)
 
     async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
         return await self._run(partial(lite.create_job, job=job))
@@ -142,6 +182,23 @@ class SqliteDeliveryMixin:
 class PostgresDeliveryMixin:
     async def _pg(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         raise NotImplementedError  # PostgresStore's: fn(pool, *args, **kwargs), translated
+
+    @asynccontextmanager
+    async def job_feeding(self, job_id: str) -> AsyncIterator[None]:
+        """This process's lock, then a session advisory lock on a connection of its own for
+        the other instances (released by PostgreSQL if the connection dies)."""
+        key = int.from_bytes(hashlib.sha256(b"job-feeding:" + job_id.encode()).digest()[:8],
+                             "big", signed=True)  # fmt: skip
+        async with _feeding_locks(self).hold(job_id):
+            conn = await self._pg(pg.acquire)
+            try:
+                await self._pg(pg.advisory_lock, conn, key)
+                try:
+                    yield
+                finally:
+                    await self._pg(pg.advisory_unlock, conn, key)
+            finally:
+                await self._pg(pg.release, conn)
 
     async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
         return await self._pg(pg.create_job, job)

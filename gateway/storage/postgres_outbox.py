@@ -29,6 +29,7 @@ from gateway.storage.rejections_schema_v7 import RejectionKey, keyed_rows
 
 Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 Pool: TypeAlias = "asyncpg.Pool[Any]"
+Held: TypeAlias = "asyncpg.pool.PoolConnectionProxy[Any]"
 
 _INSERT: Final = """INSERT INTO outbox (delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, next_attempt_at, created_at,
@@ -257,3 +258,22 @@ def _new_job(row: Any, created_at: datetime) -> NewJob:
         transfer_id=row[9],
         created_at=created_at,
     )
+
+
+async def acquire(pool: Pool) -> Held:
+    """A connection of the pool's, held by the caller until `release`."""
+    conn: Held = await pool.acquire()
+    return conn
+
+
+async def release(pool: Pool, conn: Held) -> None:
+    await pool.release(conn)
+
+
+async def advisory_lock(pool: Pool, conn: Conn, key: int) -> None:
+    """Wait for the session advisory lock `key` on `conn` (the job_feeding lock)."""
+    await conn.execute("SELECT pg_advisory_lock($1)", key)
+
+
+async def advisory_unlock(pool: Pool, conn: Conn, key: int) -> None:
+    await conn.execute("SELECT pg_advisory_unlock($1)", key)

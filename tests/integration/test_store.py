@@ -27,7 +27,7 @@ from gateway.storage.factory import open_store
 from gateway.storage.migrations import POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
-from tests.conftest import open_test_store
+from tests.conftest import open_test_store, pg_test_url
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 JST = timezone(timedelta(hours=9))
@@ -521,3 +521,38 @@ async def test_open_store_takes_both_postgres_schemes(
         assert len(applied) == len(POSTGRES_MIGRATIONS)
     finally:
         await store.close()
+
+
+async def test_job_feeding_is_held_by_one_at_a_time(store: Store) -> None:
+    """A second holder of one job's feeding lock waits; another job's does not."""
+    order: list[str] = []
+
+    async def feed(name: str, job_id: str, hold_s: float) -> None:
+        async with store.job_feeding(job_id):
+            order.append(f"{name} in")
+            await asyncio.sleep(hold_s)
+            order.append(f"{name} out")
+
+    first = asyncio.create_task(feed("a", "job-1", 0.3))
+    await asyncio.sleep(0.05)
+    await asyncio.gather(first, feed("b", "job-1", 0), feed("c", "job-2", 0))
+    assert order.index("b in") > order.index("a out")  # b waited for a
+    assert order.index("c in") < order.index("a out")  # another job did not
+
+
+async def test_job_feeding_holds_across_postgres_instances(pg_schema: str) -> None:
+    """Two gateways on one PostgreSQL database: the advisory lock, not this process's."""
+    one = await PostgresStore.open(pg_test_url(), schema=pg_schema)
+    other = await PostgresStore.open(pg_test_url(), schema=pg_schema)
+    try:
+        second = other.job_feeding("job-1")
+        async with one.job_feeding("job-1"):
+            waiting = asyncio.create_task(second.__aenter__())
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+        async with asyncio.timeout(5):
+            await waiting
+        await second.__aexit__(None, None, None)
+    finally:
+        await one.close()
+        await other.close()
