@@ -10,6 +10,15 @@ appended in one transaction; when it runs out of attempts or is refused for good
 `failed` entries and the dead-letter state are (and `gateway outbox replay` can send it
 again).
 
+After an ingest is delivered, the worker asks whether anyone in it has since withdrawn
+consent for its purpose or asked to stop provision to its partner, and if so queues their
+removal (APPI Art. 35; `Removals.after_delivery`). A withdrawal queues removals only for what
+the log already shows delivered, so this is what reaches the partner after the person
+withdrew: a request pending under retries, or a dead letter replayed. Either the withdrawal
+committed before the worker's check, which then sees it, or after the check began, when the
+`delivered` entries were already committed and the withdrawal's own scan of the log sees
+them: no order leaves the person at the partner (docs/provisions.md, "Removal on withdrawal").
+
 Start: `start()` picks up every pending row, including those of a previous run. Stop:
 `stop(grace_s)` takes no new rows and lets the ones under way finish within the grace
 period; whatever is cut off stays pending and is resumed by the next start.
@@ -46,9 +55,11 @@ from gateway.delivery.transport import (
     retry_after_seconds,
 )
 from gateway.ledger.entries import Outcome
+from gateway.ledger.entry_ids import time_uuid
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import OutcomeEntries
-from gateway.storage.delivery_store import DeliveryStore
+from gateway.provisions.removal import Removals
+from gateway.storage import Store
 
 __all__ = ["OPERATION_PATHS", "DeliveryWorker", "OutcomeLog", "WorkerSettings"]
 
@@ -61,6 +72,10 @@ OPERATION_PATHS: Final[Mapping[str, str]] = {
     "upload": "/v1/uploads",
 }
 ERROR_TEXT_MAX: Final = 300
+# The check for withdrawals after a delivery is tried this often before it is logged as failed
+# (a store that is briefly unavailable must not leave a withdrawn person at the partner).
+REMOVAL_CHECK_ATTEMPTS: Final = 5
+REMOVAL_CHECK_WAIT_S: Final = 0.2  # doubled after each failed try
 
 
 class OutcomeLog(Protocol):
@@ -83,7 +98,7 @@ class DeliveryWorker:
     def __init__(
         self,
         *,
-        store: DeliveryStore,
+        store: Store,
         ledger: OutcomeLog,
         contracts: Mapping[str, PartnerContract],
         transport: Transport,
@@ -92,6 +107,7 @@ class DeliveryWorker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         settings: WorkerSettings | None = None,
+        new_id: Callable[[], str] = time_uuid,
     ) -> None:
         self._store = store
         self._ledger = ledger
@@ -106,6 +122,9 @@ class DeliveryWorker:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._removals = Removals(
+            store=store, ledger=ledger, contracts=contracts, clock=clock, new_id=new_id
+        )
 
     # lifecycle
 
@@ -210,7 +229,34 @@ class DeliveryWorker:
         except (TransportError, RetryableFailure, PermanentFailure) as exc:
             await self._finish(row, DeliveryState.DEAD, attempts, _error_text(exc))
             return
-        await self._finish(row, DeliveryState.DELIVERED, attempts, None)
+        meta = await self._finish(row, DeliveryState.DELIVERED, attempts, None)
+        if meta is not None and row.operation == "ingest":
+            await self._remove_stopped(row, meta)
+
+    async def _remove_stopped(self, row: PendingDelivery, meta: DeliveryMeta) -> None:
+        """Who in the delivered ingest has withdrawn or asked to stop since is removed again
+        (APPI Art. 35). It runs once the `delivered` entries are committed: see the module
+        docstring for why no withdrawal can then slip between. A failure is retried, then
+        logged as an error for compliance to follow up, never dropped silently."""
+        wait = REMOVAL_CHECK_WAIT_S
+        for attempt in range(1, REMOVAL_CHECK_ATTEMPTS + 1):
+            try:
+                queued = await self._removals.after_delivery(row, meta)
+            except Exception as exc:  # the store or the log failed: try again, then say so
+                if attempt == REMOVAL_CHECK_ATTEMPTS:
+                    log.error(
+                        "removal_check_failed",
+                        delivery_id=row.delivery_id,
+                        partner=row.partner_id,
+                        error=_error_text(exc),
+                    )
+                    return
+                await self._sleep(wait)
+                wait *= 2
+                continue
+            if queued:
+                self._wakeup.set()  # the remove requests are due now
+            return
 
     async def _send(self, contract: PartnerContract, row: PendingDelivery) -> HttpResponse:
         """One attempt. Raises TransportError, RetryableFailure, PermanentFailure."""
@@ -253,11 +299,17 @@ class DeliveryWorker:
 
     async def _finish(
         self, row: PendingDelivery, state: DeliveryState, attempts: int, error: str | None
-    ) -> None:
-        """The outcome entries of the row's subjects and its new state, in one append."""
+    ) -> DeliveryMeta | None:
+        """The outcome entries of the row's subjects and its new state, in one append, once
+        durable; returns the row's meta (None when its contract is gone)."""
         now = self._clock()
         done = OutboxDone(row.delivery_id, state, attempts, error, now)
-        records = self._outcome_records(row, state, error, now)
+        contract = self._contracts.get(row.partner_id)
+        meta: DeliveryMeta | None = None
+        records: list[LeafRecord] = []
+        if contract is not None:  # a row whose contract is gone cannot say what it was
+            meta = DeliveryMeta.decode(row.meta)
+            records = self._outcome_records(row, contract, meta, state, error, now)
         if records:
             await self._ledger.append(records, outbox=[done])
         else:
@@ -270,14 +322,17 @@ class DeliveryWorker:
             attempts=attempts,
             entries=len(records),
         )
+        return meta
 
+    @staticmethod
     def _outcome_records(
-        self, row: PendingDelivery, state: DeliveryState, error: str | None, now: datetime
+        row: PendingDelivery,
+        contract: PartnerContract,
+        meta: DeliveryMeta,
+        state: DeliveryState,
+        error: str | None,
+        now: datetime,
     ) -> list[LeafRecord]:
-        contract = self._contracts.get(row.partner_id)
-        if contract is None:
-            return []
-        meta = DeliveryMeta.decode(row.meta)
         delivered = state is DeliveryState.DELIVERED
         reasons = () if delivered else ({"code": "delivery_failed", "message": error or ""},)
         entries = OutcomeEntries(

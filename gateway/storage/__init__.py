@@ -82,3 +82,15 @@ class ClientStore(Protocol):
 
 class Store(ConsentStore, ClientStore, LedgerStore, DeliveryStore, SummaryStore, Protocol):
     async def close(self) -> None: ...
+
+    # A consent read only the delivery worker needs (ConsentStore is what the bulk import needs).
+    async def stopped_among(
+        self, subject_ids: Sequence[str], *, purpose: str, partner_id: str
+    ) -> dict[str, str]:
+        """Of `subject_ids`, those who may no longer be provided to `partner_id` for
+        `purpose`, each with why: "consent_withdrawn" (their current consent for the purpose,
+        as `subject_states` reads it, is a withdrawal) or "discontinuance" (a discontinuance
+        for every partner or naming this one; it wins over a withdrawal). Everyone else is
+        left out, and no model is built: the delivery worker asks this of every request it
+        delivers (APPI Art. 35, docs/provisions.md "Removal on withdrawal"). Raises
+        StorageError."""

@@ -63,6 +63,19 @@ _INSERT_DISCONTINUANCE = """INSERT INTO discontinuances
     VALUES ($1, $2::jsonb, $3, $4, $5) RETURNING seq"""
 _DISCONTINUANCES = """SELECT seq, subject_id, partners, reason, requested_at, recorded_by
     FROM discontinuances WHERE subject_id = ANY($1::text[]) ORDER BY seq"""
+# Of the asked subjects, those whose current event for a purpose is a withdrawal (as in
+# _CURRENT_EVENTS), and those with a discontinuance for every partner or naming this one.
+# One backward index step per subject, and nothing built for the others: the delivery worker
+# asks this after every delivered request, and almost nobody in it has withdrawn.
+_STOPPED_AMONG = """SELECT s.id AS subject_id, 'consent_withdrawn' AS why
+    FROM unnest($1::text[]) AS s(id)
+    WHERE (SELECT action FROM consent_events
+        WHERE subject_id = s.id AND purpose = $2
+        ORDER BY effective_at DESC, seq DESC LIMIT 1) = 'withdraw'
+    UNION ALL
+    SELECT DISTINCT subject_id, 'discontinuance' AS why FROM discontinuances
+    WHERE subject_id = ANY($1::text[])
+    AND (partners IS NULL OR partners @> jsonb_build_array($3::text))"""
 _INSERT_CLIENT = """INSERT INTO clients
     (client_id, name, role, partners, key_sha256, created_at, revoked_at)
     VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)"""
@@ -258,6 +271,21 @@ class PostgresStore(PostgresDeliveryMixin, PostgresSummaryMixin):
         for row in stops:
             found[row["subject_id"]].append(_discontinuance(row))
         return states_of(ids, consents, found)
+
+    async def stopped_among(
+        self, subject_ids: Sequence[str], *, purpose: str, partner_id: str
+    ) -> dict[str, str]:
+        """See ConsentStore.stopped_among: one statement, one snapshot. Raises
+        StorageError."""
+        ids = list(dict.fromkeys(subject_ids))
+        if not ids:
+            return {}
+        async with _translated():
+            rows = await self._pool.fetch(_STOPPED_AMONG, ids, purpose, partner_id)
+        found: dict[str, str] = {}
+        for row in sorted(rows, key=lambda r: r["why"] == "discontinuance"):
+            found[row["subject_id"]] = row["why"]  # a discontinuance wins
+        return found
 
     async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
         """Raises StorageError; ValueError for a naive datetime."""

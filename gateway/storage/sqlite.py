@@ -224,6 +224,16 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         op = partial(consent.states, ids=ids)
         return await (self._lookup(op) if len(ids) <= _LOOKUP_MAX_IDS else self._read(op))
 
+    async def stopped_among(
+        self, subject_ids: Sequence[str], *, purpose: str, partner_id: str
+    ) -> dict[str, str]:
+        """See ConsentStore.stopped_among. Raises StorageError."""
+        ids = list(dict.fromkeys(subject_ids))
+        if not ids:
+            return {}
+        op = partial(consent.stopped, ids=ids, purpose=purpose, partner_id=partner_id)
+        return await (self._lookup(op) if len(ids) <= _LOOKUP_MAX_IDS else self._read(op))
+
     async def append_discontinuance(self, item: Discontinuance) -> Discontinuance:
         """Raises StorageError; ValueError for a naive datetime."""
         params = (

@@ -22,6 +22,7 @@ __all__ = [
     "event",
     "insert_rows",
     "states",
+    "stopped",
 ]
 
 # SQL is spelled out in full (no string building), so no statement can carry data.
@@ -44,6 +45,18 @@ DISCONTINUANCE = """INSERT INTO discontinuances
 _DISCONTINUANCES = """SELECT seq, subject_id, partners, reason, requested_at, recorded_by
     FROM discontinuances WHERE subject_id IN (SELECT value FROM json_each(?)) ORDER BY seq"""
 
+# Of the asked subjects, those whose current event for a purpose (latest effective_at, then
+# latest seq: the order of _EVENTS_IN_INDEX_ORDER) is a withdrawal. One backward step in the
+# index per subject and nothing built for the others: the delivery worker asks this after
+# every delivered request, and almost nobody in it has withdrawn.
+_WITHDRAWN_AMONG = """SELECT s.value FROM json_each(?) AS s
+    WHERE (SELECT action FROM consent_events
+        WHERE subject_id = s.value AND purpose = ?
+        ORDER BY effective_at DESC, seq DESC LIMIT 1) = 'withdraw'"""
+# Of the asked subjects, those with a discontinuance for every partner or naming this one.
+_DISCONTINUED_AMONG = """SELECT DISTINCT subject_id FROM discontinuances
+    WHERE subject_id IN (SELECT value FROM json_each(?))
+    AND (partners IS NULL OR EXISTS (SELECT 1 FROM json_each(partners) WHERE value = ?))"""
 
 # HISTORY and _EVENTS_IN_INDEX_ORDER select ConsentEvent's fields, in the model's order.
 _EVENT_COLUMNS: Final = tuple(ConsentEvent.model_fields)
@@ -96,3 +109,18 @@ def states(conn: sqlite3.Connection, ids: list[str]) -> dict[str, SubjectState]:
     for (subject, purpose), row in current.items():
         by_subject[subject][purpose] = event(row, instant)
     return states_of(ids, by_subject, stops)
+
+
+def stopped(
+    conn: sqlite3.Connection, ids: list[str], purpose: str, partner_id: str
+) -> dict[str, str]:
+    """Of `ids`, who now may not be provided to `partner_id` for `purpose`: "consent_withdrawn"
+    or "discontinuance" (which wins), from one snapshot; nobody else is in the answer."""
+    ids_json = json.dumps(ids)
+    found: dict[str, str] = {}
+    with transaction(conn, "DEFERRED"):  # one snapshot for both reads
+        for (subject,) in conn.execute(_WITHDRAWN_AMONG, (ids_json, purpose)):
+            found[subject] = "consent_withdrawn"
+        for (subject,) in conn.execute(_DISCONTINUED_AMONG, (ids_json, partner_id)):
+            found[subject] = "discontinuance"
+    return found

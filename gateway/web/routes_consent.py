@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final, Literal
 
 from aiohttp import web
@@ -78,14 +79,19 @@ async def delete_consent(request: web.Request, caller: Caller) -> web.StreamResp
         subject_id, purpose, withdrawn_at=None, now=services.clock(), recorded_by=caller.actor
     )
     await services.store.append_consent_events([event])
-    await _remove_from_partners(request, subject_id, purpose=purpose, partners=None)
+    await _remove_from_partners(request, [subject_id], purpose=purpose, partners=None)
     return model_response(event, exclude=_NUMBERED_BY_THE_STORE)
 
 
 async def _remove_from_partners(
-    request: web.Request, subject_id: str, *, purpose: str | None, partners: frozenset[str] | None
+    request: web.Request,
+    subject_ids: Sequence[str],
+    *,
+    purpose: str | None,
+    partners: frozenset[str] | None,
 ) -> None:
-    """APPI Art. 35: partners holding the person are asked to remove them (queued, logged)."""
+    """APPI Art. 35: partners holding the people are asked to remove them (queued, logged),
+    in one append and as few requests as the partner takes (gateway.provisions.removal)."""
     services = request.app[SERVICES]
     removals = Removals(
         store=services.store,
@@ -95,7 +101,8 @@ async def _remove_from_partners(
         new_id=services.new_id,
     )
     why = "consent_withdrawn" if purpose is not None else "discontinuance"
-    if await removals.remove(subject_id, purpose=purpose, partners=partners, why=why):
+    whys = dict.fromkeys(subject_ids, why)
+    if await removals.remove_each(whys, purpose=purpose, partners=partners):
         request.app[DELIVERY].wake()
 
 
@@ -130,7 +137,7 @@ async def post_discontinuance(request: web.Request, caller: Caller) -> web.Strea
     item = discontinuance(subject_id, body, now=services.clock(), recorded_by=caller.actor)
     saved = await services.store.append_discontinuance(item)
     partners = None if saved.partners is None else frozenset(saved.partners)
-    await _remove_from_partners(request, subject_id, purpose=None, partners=partners)
+    await _remove_from_partners(request, [subject_id], purpose=None, partners=partners)
     return model_response(saved, status=201)
 
 
@@ -155,8 +162,11 @@ async def post_import(request: web.Request, caller: Caller) -> web.StreamRespons
     fmt = import_format(request)
 
     async def withdrawn(pairs: list[tuple[str, str]]) -> None:
+        by_purpose: dict[str, list[str]] = {}
         for subject_id, purpose in pairs:
-            await _remove_from_partners(request, subject_id, purpose=purpose, partners=None)
+            by_purpose.setdefault(purpose, []).append(subject_id)
+        for purpose, subject_ids in by_purpose.items():  # a batch's removals together
+            await _remove_from_partners(request, subject_ids, purpose=purpose, partners=None)
 
     result = await import_consents(
         request.content.iter_chunked(1 << 16),

@@ -14,7 +14,9 @@ from typing import Any
 
 from gateway.ledger.store import TransferFilter
 from gateway.models import Role
+from gateway.provisions.removal import Removals
 from gateway.sandbox import FaultPlan
+from gateway.sandbox.members import MemberBatch
 from tests.integration.conftest import Live
 
 GRANT = {
@@ -304,3 +306,157 @@ async def test_the_partner_credential_is_sent_when_one_is_stored(live: Live) -> 
     job = await upload(live, [record(9)], "k-cred")
     await settled(live, job["job_id"])
     assert live.sandbox.stats()["google-datamanager"]["with_authorization"] == 1
+
+
+def remove_batches(live: Live) -> list[MemberBatch]:
+    """The remove requests the sandbox accepted, each with its members."""
+    batches = live.sandbox.accepted("google-datamanager").values()
+    return [b for b in batches if isinstance(b, MemberBatch) and b.operation == "remove"]
+
+
+async def entries_of(live: Live, subject: str) -> list[dict[str, Any]]:
+    flt = TransferFilter(subject_id=subject)
+    leaves = await live.api.services.store.ledger_find(flt, after=-1, limit=1000)
+    return [{**json.loads(leaf.leaf or b"{}"), "index": leaf.index} for leaf in leaves]
+
+
+async def removal_entries(live: Live, subject: str, outcome: str) -> list[dict[str, Any]]:
+    """The person's `remove` entries with `outcome`, once every removal queued is delivered."""
+    async with asyncio.timeout(20):
+        while True:
+            entries = [e for e in await entries_of(live, subject) if e.get("operation") == "remove"]
+            allowed = [e for e in entries if e["outcome"] == "allowed"]
+            delivered = [e for e in entries if e["outcome"] == "delivered"]
+            if allowed and len(delivered) == len(allowed):
+                return [e for e in entries if e["outcome"] == outcome]
+            await asyncio.sleep(0.05)
+
+
+def delivered_ingests(entries: list[dict[str, Any]]) -> list[int]:
+    return [
+        e["index"] for e in entries if (e.get("operation"), e["outcome"]) == ("ingest", "delivered")
+    ]
+
+
+async def requests_seen(live: Live, count: int) -> None:
+    async with asyncio.timeout(10):
+        while live.sandbox.stats()["google-datamanager"]["requests"] < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def test_an_ingest_delivered_after_the_withdrawal_is_removed_too(live: Live) -> None:
+    """APPI Art. 35: the withdrawal finds only what was delivered; an upload still retrying
+    then is removed once it reaches the partner, and the earlier one is not removed twice."""
+    await grant(live, "cust-1", "cust-2")
+    first = await upload(live, [record(1)], "k-before")
+    await settled(live, first["job_id"])
+    live.sandbox.set_faults(
+        "google-datamanager", FaultPlan(rate=1.0, kinds=("503",), retry_after=0.5)
+    )
+    pending = await upload(live, [record(1), record(2)], "k-pending")
+    await requests_seen(live, 2)  # the second upload was refused once: it is retrying
+    resp = await live.api.call("DELETE", "/v1/subjects/cust-1/consents/ad_customer_match")
+    assert resp.status == 200
+    live.sandbox.clear_faults()
+    assert (await settled(live, pending["job_id"]))["state"] == "done"
+    removals = await removal_entries(live, "cust-1", "allowed")
+    # one removal per delivered ingest, each referring to its own: none missed, none twice
+    delivered = delivered_ingests(await entries_of(live, "cust-1"))
+    assert len(delivered) == 2
+    assert sorted(e["refers_to"] for e in removals) == delivered
+    assert {e["reasons"][0]["code"] for e in removals} == {"consent_withdrawn"}
+    removed = live.sandbox.member_counts("remove")
+    ingested = live.sandbox.member_counts("ingest")
+    assert removed == dict.fromkeys(removed, 2)  # cust-1's member, by each removal
+    assert len(removed) == 1
+    assert set(removed) <= set(ingested)
+    assert not [e for e in await entries_of(live, "cust-2") if e.get("operation") == "remove"]
+
+
+async def test_a_dead_letter_replayed_after_the_withdrawal_is_removed_too(live: Live) -> None:
+    await grant(live, "cust-3")
+    live.sandbox.set_faults("google-datamanager", FaultPlan(rate=1.0, kinds=("500",)))
+    job = await upload(live, [record(3)], "k-dead-then-replayed")
+    assert (await settled(live, job["job_id"]))["state"] == "failed"
+    resp = await live.api.call("DELETE", "/v1/subjects/cust-3/consents/ad_customer_match")
+    assert resp.status == 200
+    live.sandbox.clear_faults()
+    store = live.api.services.store
+    dead = [row.delivery_id for row in await store.deliveries_of_transfer(job["transfer_id"])]
+    assert await store.replay_dead(dead, live.api.services.clock()) == 1  # `outbox replay`
+    removals = await removal_entries(live, "cust-3", "allowed")
+    assert [e["refers_to"] for e in removals] == delivered_ingests(await entries_of(live, "cust-3"))
+    assert sum(live.sandbox.member_counts("remove").values()) == 1
+
+
+async def test_an_ingest_delivered_after_a_discontinuance_is_removed_too(live: Live) -> None:
+    await grant(live, "cust-4")
+    live.sandbox.set_faults(
+        "google-datamanager", FaultPlan(rate=1.0, kinds=("503",), retry_after=0.5)
+    )
+    job = await upload(live, [record(4)], "k-discontinued")
+    await requests_seen(live, 1)
+    resp = await live.api.call(
+        "POST",
+        "/v1/subjects/cust-4/discontinuance",
+        json={"partners": ["google-customer-match"], "reason": "asked us to stop"},
+    )
+    assert resp.status == 201, await resp.text()
+    live.sandbox.clear_faults()
+    await settled(live, job["job_id"])
+    removals = await removal_entries(live, "cust-4", "allowed")
+    assert [e["reasons"][0]["code"] for e in removals] == ["discontinuance"]
+    assert [e["refers_to"] for e in removals] == delivered_ingests(await entries_of(live, "cust-4"))
+
+
+async def test_a_person_delivered_several_times_is_removed_in_one_request(live: Live) -> None:
+    """One remove request carries the person's members once each; the log keeps one removal
+    per delivered ingest, each referring to it, and logs each one's delivery."""
+    await grant(live, "cust-6", "cust-8")
+    for n, email in enumerate(["six@example.com", "six@example.com", "six.new@example.com"]):
+        records = [{"subject_id": "cust-6", "email": email}, record(8)]
+        await settled(live, (await upload(live, records, f"k-six-{n}"))["job_id"])
+    resp = await live.api.call("DELETE", "/v1/subjects/cust-6/consents/ad_customer_match")
+    assert resp.status == 200
+    removals = await removal_entries(live, "cust-6", "allowed")
+    delivered = delivered_ingests(await entries_of(live, "cust-6"))
+    assert len(delivered) == 3
+    assert sorted(e["refers_to"] for e in removals) == delivered
+    assert len({e["transfer_id"] for e in removals}) == 1
+    assert len({e["delivery_id"] for e in removals}) == 1
+    (batch,) = remove_batches(live)  # one request...
+    assert batch.count == 2  # ...with the two members sent, each once
+    assert set(batch.digests()) <= set(live.sandbox.member_counts("ingest"))
+    outcomes_of_removal = await removal_entries(live, "cust-6", "delivered")
+    assert sorted(e["refers_to"] for e in outcomes_of_removal) == sorted(
+        e["index"] for e in removals
+    )
+    report = await live.api.call("GET", "/v1/subjects/cust-6/disclosures", Role.COMPLIANCE)
+    assert [p["status"] for p in (await report.json())["provisions"]] == ["removed"] * 3
+    assert not [e for e in await entries_of(live, "cust-8") if e.get("operation") == "remove"]
+
+
+async def test_removals_queued_at_once_never_remove_an_entry_twice(live: Live) -> None:
+    """A withdrawal and the worker's check after a delivery may look at the same person at
+    the same moment: the second must see what the first queued."""
+    await grant(live, "cust-5")
+    await settled(live, (await upload(live, [record(5)], "k-twice"))["job_id"])
+    services = live.api.services
+    removals = Removals(
+        store=services.store,
+        ledger=services.ledger,
+        contracts=services.contracts,
+        clock=services.clock,
+        new_id=services.new_id,
+    )
+    queued = await asyncio.gather(
+        *(
+            removals.remove("cust-5", purpose=None, partners=None, why="discontinuance")
+            for _ in range(3)
+        )
+    )
+    assert sorted(queued) == [0, 0, 1]
+    removals_logged = [
+        e for e in await entries_of(live, "cust-5") if e.get("operation") == "remove"
+    ]
+    assert len(removals_logged) == 1
