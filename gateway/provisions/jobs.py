@@ -194,7 +194,7 @@ class Jobs:
         Raises StorageError; NotFound/ValidationFailed as contract_for."""
         contract = self.contract_for(request)
         job_id = record.job.job_id
-        async with self._store.job_feeding(job_id):  # another submission may be feeding it
+        async with self._store.exclusive(f"job:{job_id}"):  # another submission may be feeding it
             current = await self._store.get_job(job_id)  # so its resume point is read now
             assert current is not None, "a job is never deleted"
             if not current.input_complete:

@@ -17,17 +17,15 @@ worker sends them and logs `delivered` (or `failed`) per entry, like any deliver
 calls `Removals.after_delivery` for every ingest it delivered, so an ingest that reaches the
 partner after the person withdrew is removed as well (docs/provisions.md).
 
-Removals of one store are queued one call at a time (a lock per store): a withdrawal and the
-worker's check after a delivery can both find the same delivered entry, and the second must
-see the first's `remove` entries to leave it alone.
+Removals are queued one call at a time (`Store.exclusive`, across processes on PostgreSQL):
+a withdrawal and the worker's check after a delivery can both find the same delivered entry,
+and the second must see the first's `remove` entries to leave it alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -158,16 +156,9 @@ def requests_of(removals: Iterable[Removal], limit: int = MAX_MEMBERS) -> list[l
     return requests
 
 
-# One lock per store object: queueing scans the log, then appends what it found; two calls
-# interleaved would both find the same delivered entry.
-_LOCKS: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _lock(store: object) -> asyncio.Lock:
-    lock = _LOCKS.get(store)
-    if lock is None:
-        lock = _LOCKS[store] = asyncio.Lock()
-    return lock
+# Queueing scans the log, then appends what it found: two calls interleaved (in this process
+# or another on the same PostgreSQL database) would both find the same delivered entry.
+_QUEUEING: Final = "removals"
 
 
 class Removals:
@@ -199,7 +190,7 @@ class Removals:
     ) -> int:
         """`remove` for several people at once (subject id -> why), in one append: people
         held at the same destination share their remove requests. Raises StorageError."""
-        async with _lock(self._store):
+        async with self._store.exclusive(_QUEUEING):
             wanted: list[tuple[str, str, Held]] = []
             for subject_id, why in whys.items():
                 for held in await held_by_partners(self._store, subject_id):

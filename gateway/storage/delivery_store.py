@@ -32,11 +32,11 @@ T = TypeVar("T")
 
 
 class DeliveryStore(Protocol):
-    def job_feeding(self, job_id: str) -> AbstractAsyncContextManager[None]:
-        """Held while one request feeds the job its records: a second submission of the same
-        idempotency key waits for it, then reads the job's resume point afresh (both read
-        from the same point and queued every record twice). Across processes on PostgreSQL
-        too (an advisory lock)."""
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """Held by one caller at a time, for `name`: in this process, and across processes on
+        PostgreSQL (an advisory lock). What reads, then writes what it read: feeding a job
+        from its resume point ("job:<id>"; a second submission of its idempotency key waits,
+        then reads the resume point afresh), queueing removals ("removals")."""
 
     async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
         """Store a new job unless its (client, idempotency key) exists: the stored job and
@@ -105,9 +105,9 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
-def _feeding_locks(store: object) -> KeyedLocks:
+def _locks(store: object) -> KeyedLocks:
     """The store's KeyedLocks (made on first use: the mixins have no __init__ of their own)."""
-    locks: KeyedLocks = store.__dict__.setdefault("_job_feeding_locks", KeyedLocks())
+    locks: KeyedLocks = store.__dict__.setdefault("_exclusive_locks", KeyedLocks())
     return locks
 
 
@@ -115,9 +115,9 @@ class SqliteDeliveryMixin:
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # SqliteStore's
 
-    def job_feeding(self, job_id: str) -> AbstractAsyncContextManager[None]:
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
         """One process writes a SQLite database: a lock of this process is enough."""
-        return _feeding_locks(self).hold(job_id)
+        return _locks(self).hold(name)
 
     async def create_job(self, job: NewJob) -> tuple[JobRecord, bool]:
         return await self._run(partial(lite.create_job, job=job))
@@ -184,12 +184,12 @@ class PostgresDeliveryMixin:
         raise NotImplementedError  # PostgresStore's: fn(pool, *args, **kwargs), translated
 
     @asynccontextmanager
-    async def job_feeding(self, job_id: str) -> AsyncIterator[None]:
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
         """This process's lock, then a session advisory lock on a connection of its own for
         the other instances (released by PostgreSQL if the connection dies)."""
-        key = int.from_bytes(hashlib.sha256(b"job-feeding:" + job_id.encode()).digest()[:8],
+        key = int.from_bytes(hashlib.sha256(b"gateway:" + name.encode()).digest()[:8],
                              "big", signed=True)  # fmt: skip
-        async with _feeding_locks(self).hold(job_id):
+        async with _locks(self).hold(name):
             conn = await self._pg(pg.acquire)
             try:
                 await self._pg(pg.advisory_lock, conn, key)

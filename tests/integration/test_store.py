@@ -523,12 +523,12 @@ async def test_open_store_takes_both_postgres_schemes(
         await store.close()
 
 
-async def test_job_feeding_is_held_by_one_at_a_time(store: Store) -> None:
+async def test_exclusive_is_held_by_one_at_a_time(store: Store) -> None:
     """A second holder of one job's feeding lock waits; another job's does not."""
     order: list[str] = []
 
     async def feed(name: str, job_id: str, hold_s: float) -> None:
-        async with store.job_feeding(job_id):
+        async with store.exclusive(job_id):
             order.append(f"{name} in")
             await asyncio.sleep(hold_s)
             order.append(f"{name} out")
@@ -540,13 +540,13 @@ async def test_job_feeding_is_held_by_one_at_a_time(store: Store) -> None:
     assert order.index("c in") < order.index("a out")  # another job did not
 
 
-async def test_job_feeding_holds_across_postgres_instances(pg_schema: str) -> None:
+async def test_exclusive_holds_across_postgres_instances(pg_schema: str) -> None:
     """Two gateways on one PostgreSQL database: the advisory lock, not this process's."""
     one = await PostgresStore.open(pg_test_url(), schema=pg_schema)
     other = await PostgresStore.open(pg_test_url(), schema=pg_schema)
     try:
-        second = other.job_feeding("job-1")
-        async with one.job_feeding("job-1"):
+        second = other.exclusive("job-1")
+        async with one.exclusive("job-1"):
             waiting = asyncio.create_task(second.__aenter__())
             await asyncio.sleep(0.3)
             assert not waiting.done()
