@@ -80,7 +80,7 @@ class JobProgress:
     """How far a job's input has been read (the resume point) and what came of it."""
 
     job_id: str
-    records_done: int  # input records consumed so far, in input order
+    records_done: int  # the resume point: the line of the last record consumed (not a count)
     counts: Mapping[str, int]  # added to the job's outcome counts
     input_complete: bool
     at: datetime

@@ -51,6 +51,7 @@ from gateway.delivery.transport import (
     HttpResponse,
     Transport,
     TransportError,
+    is_redirect_status,
     is_retryable_status,
     retry_after_seconds,
 )
@@ -275,6 +276,9 @@ class DeliveryWorker:
             raise RetryableFailure(
                 f"partner answered {response.status}", status=response.status, retry_after=wait
             )
+        if is_redirect_status(response.status):  # data goes to the contract's endpoint only
+            why = f"partner redirected ({response.status}); not followed"
+            raise PermanentFailure(why, status=response.status)
         raise PermanentFailure(f"partner refused: {response.status}", status=response.status)
 
     async def _retrying(self, row: PendingDelivery, attempts: int, state: RetryCallState) -> None:

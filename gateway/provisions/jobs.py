@@ -72,7 +72,8 @@ class Planner(Protocol):
         last: bool,
     ) -> ChunkPlan:
         """One chunk: (1-based line, record or parse-error text) in input order; `done` is
-        how many input records the job has consumed after it. Raises nothing for any record."""
+        the job's resume point after it (the line of its last record). Raises nothing for
+        any record."""
 
 
 @dataclass(frozen=True)

@@ -165,3 +165,5 @@ async def test_the_worker_dead_letters_a_redirect_without_following_it(
     assert job["counts"]["failed"] == 1
     assert asked == ["POST"]  # a permanent refusal: not retried
     assert arrived == []  # and not followed
+    [dead] = await live.api.services.store.deliveries_of_transfer(job["transfer_id"])
+    assert dead.last_error == f"PermanentFailure: partner redirected ({status}); not followed"
