@@ -32,6 +32,7 @@ from gateway.web.routes_provisions import (
     accept_job,
     jobs_for,
     listed,
+    named_as_parameters,
     query_job_request,
 )
 from gateway.web.services import SERVICES, Services
@@ -64,25 +65,26 @@ def _planner(services: Services) -> ExportPlanner:
 
 
 async def post_attribute_export(request: web.Request, caller: Caller) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    jobs = jobs_for(services, _planner(services))
-    media = request.content_type
-    if media == "application/json":
-        body = await read_model(request, ExportBody)
-        job_request = JobRequest(
-            body.partner, None, body.purpose, body.legal_basis, body.idempotency_key
-        )
-        lines: AsyncIterator[tuple[int, Any]] = listed(body.records)
-    else:
-        require_media(request, ("application/json", *STREAM_MEDIA, STREAM_MEDIA_CSV))
-        job_request = query_job_request(request, defaults=EXPORT_DEFAULTS, params=EXPORT_PARAMS)
-        require_partner(caller.client, job_request.partner)  # before the contract is read
-        contract = jobs.contract_for(job_request)
-        assert contract.export is not None, "checked by contract_for"
-        fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
-        columns = frozenset(contract.export.columns)
-        lines = read_records(request.content.iter_any(), fmt, columns=columns)
-    return await accept_job(request, caller, jobs, job_request, lines)
+    with named_as_parameters(request.content_type != "application/json"):
+        services = request.app[SERVICES]
+        jobs = jobs_for(services, _planner(services))
+        media = request.content_type
+        if media == "application/json":
+            body = await read_model(request, ExportBody)
+            job_request = JobRequest(
+                body.partner, None, body.purpose, body.legal_basis, body.idempotency_key
+            )
+            lines: AsyncIterator[tuple[int, Any]] = listed(body.records)
+        else:
+            require_media(request, ("application/json", *STREAM_MEDIA, STREAM_MEDIA_CSV))
+            job_request = query_job_request(request, defaults=EXPORT_DEFAULTS, params=EXPORT_PARAMS)
+            require_partner(caller.client, job_request.partner)  # before the contract is read
+            contract = jobs.contract_for(job_request)
+            assert contract.export is not None, "checked by contract_for"
+            fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
+            columns = frozenset(contract.export.columns)
+            lines = read_records(request.content.iter_any(), fmt, columns=columns)
+        return await accept_job(request, caller, jobs, job_request, lines)
 
 
 ENDPOINTS = [

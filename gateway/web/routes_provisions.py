@@ -14,14 +14,15 @@ import csv
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Final, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.delivery.outbox import JobRecord
-from gateway.errors import FieldError, NotFound, ValidationFailed
+from gateway.errors import FieldError, NotFound, ProblemError, ValidationFailed
 from gateway.models import LegalBasis, Role
 from gateway.provisions.customer_match import RECORD_FIELDS
 from gateway.provisions.jobs import JobRequest, Jobs, Planner, job_view
@@ -92,7 +93,9 @@ def query_job_request(
         detail = "1-128 characters: letters, digits and . _ : -"
         errors.append(FieldError.query("idempotency_key", detail))
     if errors:
-        raise ValidationFailed("the upload's parameters are incomplete", errors=errors)
+        raise ValidationFailed(
+            "the upload's query parameters are missing or invalid", errors=errors
+        )
     destination = values.get("destination")
     return JobRequest(
         partner=str(values["partner"]),
@@ -103,6 +106,25 @@ def query_job_request(
     )
 
 
+@contextmanager
+def named_as_parameters(streamed: bool) -> Iterator[None]:
+    """A streamed upload's job parameters come in the query string: its problems name them as
+    parameters (RFC 9457 `errors`), not as pointers into a body that has no such field."""
+    try:
+        yield
+    except ProblemError as exc:
+        if streamed:
+            exc.errors = tuple(_as_parameter(e) for e in exc.errors)
+        raise
+
+
+def _as_parameter(error: FieldError) -> FieldError:
+    name = error.pointer.removeprefix("/")
+    if error.parameter is None and name in (*JOB_PARAMS, "idempotency_key"):
+        return FieldError.query(name, error.detail)
+    return error
+
+
 async def listed(records: list[dict[str, Any]]) -> AsyncIterator[tuple[int, Any]]:
     """A JSON body's records as the (1-based line, record) pairs that `Jobs.feed` reads."""
     for line, record in enumerate(records, 1):
@@ -110,21 +132,22 @@ async def listed(records: list[dict[str, Any]]) -> AsyncIterator[tuple[int, Any]
 
 
 async def post_customer_match(request: web.Request, caller: Caller) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    jobs = jobs_for(services)
-    media = request.content_type
-    if media == "application/json":
-        body = await read_model(request, CustomerMatchBody)
-        job_request = JobRequest(
-            body.partner, body.destination, body.purpose, body.legal_basis, body.idempotency_key
-        )
-        lines: AsyncIterator[tuple[int, Any]] = listed(body.records)
-    else:
-        require_media(request, ("application/json", *STREAM_MEDIA, STREAM_MEDIA_CSV))
-        job_request = query_job_request(request)
-        fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
-        lines = read_records(request.content.iter_any(), fmt, columns=frozenset(RECORD_FIELDS))
-    return await accept_job(request, caller, jobs, job_request, lines)
+    with named_as_parameters(request.content_type != "application/json"):
+        services = request.app[SERVICES]
+        jobs = jobs_for(services)
+        media = request.content_type
+        if media == "application/json":
+            body = await read_model(request, CustomerMatchBody)
+            job_request = JobRequest(
+                body.partner, body.destination, body.purpose, body.legal_basis, body.idempotency_key
+            )
+            lines: AsyncIterator[tuple[int, Any]] = listed(body.records)
+        else:
+            require_media(request, ("application/json", *STREAM_MEDIA, STREAM_MEDIA_CSV))
+            job_request = query_job_request(request)
+            fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
+            lines = read_records(request.content.iter_any(), fmt, columns=frozenset(RECORD_FIELDS))
+        return await accept_job(request, caller, jobs, job_request, lines)
 
 
 async def started(lines: AsyncIterator[tuple[int, Any]]) -> AsyncIterator[tuple[int, Any]]:

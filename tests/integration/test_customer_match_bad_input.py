@@ -71,6 +71,27 @@ async def test_streamed_upload_needs_its_parameters(api: Api) -> None:
     assert {"partner", "purpose", "idempotency_key"} <= named
 
 
+@pytest.mark.parametrize(
+    ("query", "status", "parameter"),
+    [
+        ("partner=acme&purpose=ad_customer_match", 404, "partner"),
+        ("partner=google-customer-match&purpose=astrology", 404, "purpose"),
+        ("partner=google-customer-match&purpose=ad_customer_match&destination=x", 404,
+         "destination"),
+    ],
+)  # fmt: skip
+async def test_a_streamed_uploads_problems_name_its_query_parameters(
+    api: Api, query: str, status: int, parameter: str
+) -> None:
+    """They came in the query string: named as parameters, not as pointers into the body."""
+    body = await problem(
+        api, status, path=f"{PATH}?{query}&idempotency_key=k-q",
+        data=b"subject_id,email\r\ncust-1,a@example.com\r\n", headers={"Content-Type": "text/csv"},
+    )  # fmt: skip
+    assert body["errors"][0]["parameter"] == parameter
+    assert "pointer" not in body["errors"][0]
+
+
 async def post_csv(api: Api, key: str, data: bytes) -> ClientResponse:
     """A streamed CSV upload to the sample Customer Match partner under `key`."""
     query = f"partner=google-customer-match&purpose=ad_customer_match&idempotency_key={key}"
