@@ -44,7 +44,6 @@ from gateway.adapters.customer_match import (
     payload_sha256,
     unsent_address_parts,
 )
-from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import Destination
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import (
@@ -60,33 +59,17 @@ from gateway.ledger.store import LeafRecord
 from gateway.models import ConsentAction, LegalBasis, SubjectState, Transform
 from gateway.policy import Decision
 from gateway.policy_cache import DecisionCache, Evidence, RequestDecisions
+from gateway.provisions.customer_match_records import RECORD_FIELDS, checked_record
 from gateway.provisions.kind_entries import KindEntries
 
 __all__ = ["RECORD_FIELDS", "ChunkPlan", "UploadContext", "plan_chunk"]
 
 OPERATION: Final = "ingest"
 CONTENT_TYPE: Final = "application/json"
-# A record's fields (besides subject_id). *_sha256: the caller hashed them already.
-RECORD_FIELDS: Final = (
-    "email",
-    "phone",
-    "given_name",
-    "family_name",
-    "region_code",
-    "postal_code",
-    "email_sha256",
-    "phone_sha256",
-)
-_RECORD_FIELDS: Final = frozenset(RECORD_FIELDS)
 _MEMBER_FIELD: Final = {"email_sha256": "email", "phone_sha256": "phone"}
 _GRANT: Final = ConsentAction.GRANT
 _INCOMPLETE: Final = "address_incomplete"
 _TWICE: Final = "identifier_given_twice"
-_UNKNOWN_FIELD: Final = (
-    "a field that is not part of a customer-match record (not named here: a key may itself be "
-    f"personal data); the fields are: {', '.join(RECORD_FIELDS)}"
-)
-_subject_ok: Final = SUBJECT_ID_PATTERN.fullmatch  # a match (truthy) for a valid subject id
 _ADDRESS_NEEDS: Final = (
     "not sent: an address is sent only whole, with given_name, family_name, region_code and "
     "postal_code all given, valid and allowed by the contract"
@@ -225,7 +208,7 @@ class _Chunk:
 
     def take(self, line: int, raw: object, states: Mapping[str, SubjectState]) -> None:
         """Plan one record: rejected, denied, or queued for its consent group."""
-        record = _checked(line, raw, self.plan.rejections)
+        record = checked_record(line, raw, self.plan.rejections)
         if record is None:
             self.plan.count("invalid")
             return
@@ -394,40 +377,6 @@ def _sent_fields(
     if all(f in present for f in ADDRESS_FIELDS):  # an address goes whole or not at all
         targets.update(ADDRESS_FIELDS)
     return tuple(f for f in fields_sent if _member_field(f) in targets and f not in dropped)
-
-
-def _checked(line: int, raw: object, rejections: list[Rejection]) -> dict[str, str] | None:
-    """The record if it has the shape of one; else None, with the rejection noted."""
-
-    def reject(code: str, field: str | None, message: str) -> None:
-        rejections.append(Rejection(line, subject, code, field, message))
-
-    subject = raw.get("subject_id") if isinstance(raw, dict) else None
-    subject = subject if isinstance(subject, str) and _subject_ok(subject) else None
-    if isinstance(raw, str):  # the reader could not parse this line
-        reject("malformed_record", None, raw)
-        return None
-    if not isinstance(raw, dict):
-        reject("malformed_record", None, "a record must be an object")
-        return None
-    if subject is None:
-        reject("invalid_subject_id", "subject_id", "subject_id is missing or malformed")
-        return None
-    record: dict[str, str] = {"subject_id": subject}
-    for name, value in raw.items():
-        if name == "subject_id":
-            continue
-        if name not in _RECORD_FIELDS:  # even when empty: the caller meant something by it
-            # Not named: an unknown key is the caller's own text (an email, a name, say).
-            reject("unknown_field", None, _UNKNOWN_FIELD)
-            return None
-        if value is None or value == "":
-            continue
-        if not isinstance(value, str):
-            reject("invalid_type", name, "must be a string")
-            return None
-        record[name] = value
-    return record
 
 
 def _member_field(name: str) -> str:

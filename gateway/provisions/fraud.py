@@ -26,7 +26,6 @@ provider call and one `Ledger.append` (group-committed).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,11 +33,9 @@ from typing import Any, Final
 
 import structlog
 
-from gateway.adapters import InvalidOrderField, ProviderResponseError
+from gateway.adapters import InvalidOrderField
 from gateway.adapters.fraud_check import (
     OrderValue,
-    Verdict,
-    decode_response,
     encode_request,
     order_fields,
     score_path,
@@ -47,10 +44,8 @@ from gateway.contract_kinds import FRAUD_PURPOSE, FraudDecision
 from gateway.contracts import PartnerContract, Purpose
 from gateway.delivery.breaker import BreakerState, CircuitBreaker
 from gateway.delivery.transport import (
-    HttpResponse,
     Transport,
     TransportError,
-    is_redirect_status,
     is_retryable_status,
 )
 from gateway.errors import FieldError, NotFound, ValidationFailed
@@ -59,6 +54,16 @@ from gateway.ledger.service import Ledger
 from gateway.ledger.templates import TransferEntries
 from gateway.models import PartnerKind, SubjectState
 from gateway.policy import Decision, ProvisionItem, decide
+from gateway.provisions.fraud_answers import (
+    FALLBACK_REASONS,
+    ProviderCall,
+    fallback_answer,
+    judged,
+    policy_reasons,
+    reason,
+    sha256_hex,
+    verdict_answer,
+)
 from gateway.storage import Store
 
 __all__ = ["FALLBACK_REASONS", "FraudChecks"]
@@ -70,18 +75,6 @@ MIN_ATTEMPT_S: Final = 0.01  # a retry with less time left than this cannot get 
 FAIR_SHARE: Final = 0.75  # of the budget: a timeout is the provider's if it had at least this
 RECEIPT_ITEMS: Final = ("decision", "score", "reasons", "provider_ref")
 OBTAINED_BY: Final = "fraud_check"
-# Why a check answered the fallback instead of the provider's verdict. Fixed sentences: a
-# message never carries a value from the request or the provider's answer.
-FALLBACK_REASONS: Final = {
-    "gateway_busy": "The gateway was too busy to give the provider its share of the time "
-    "budget; the provider was not called, or called too late.",
-    "circuit_open": "The provider failed repeatedly; its circuit is open, it was not called.",
-    "provider_timeout": "The provider did not answer within the time budget.",
-    "provider_unreachable": "The provider could not be reached.",
-    "provider_error": "The provider answered with an error status.",
-    "provider_redirect": "The provider answered with a redirect; redirects are not followed.",
-    "provider_answer_invalid": "The provider's answer was not a usable verdict.",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,26 +106,6 @@ class _Slots:
 
     def give_back(self) -> None:
         self._free += 1
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """What the provider call came to: a verdict, or the fallback reason."""
-
-    verdict: Verdict | None
-    reason: str | None  # a FALLBACK_REASONS code when there is no verdict
-    sent: bool  # whether a request went out (so its payload hash is recorded)
-    response_sha256: str | None = None
-
-    @property
-    def provider_failed(self) -> bool:
-        """Whether the check counts against the provider: it went out and got no verdict,
-        for a reason of the provider's (gateway_busy is ours)."""
-        return self.verdict is None and self.sent and self.reason != "gateway_busy"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 class FraudChecks:
@@ -244,7 +217,7 @@ class FraudChecks:
         if not decision.allowed:  # nothing leaves; the denial is recorded (Art. 29, rule 7)
             reasons = [r.code for r in decision.reasons if r.code != "fields_dropped"]
             await self._record(route, decision, check_id, now, Outcome.DENIED, None, None)
-            return _fallback(route, check_id, decision, reasons)
+            return fallback_answer(route.fallback, check_id, decision, reasons)
         request = encode_request(check_id, sent)
         call = await self._call(route, check_id, request, deadline=started + route.budget_s)
         outcome = Outcome.DELIVERED if call.verdict is not None else Outcome.FAILED
@@ -254,8 +227,8 @@ class FraudChecks:
             log.warning(
                 "fraud_fallback", partner=route.contract.id, check_id=check_id, reason=call.reason
             )
-            return _fallback(route, check_id, decision, [call.reason])
-        return _answer(check_id, decision, call.verdict)
+            return fallback_answer(route.fallback, check_id, decision, [call.reason])
+        return verdict_answer(check_id, decision, call.verdict)
 
     def _transform(self, route: _Route, order: Mapping[str, object]) -> dict[str, OrderValue]:
         """The order as sent: contract fields only, hashed or keyed as the contract says.
@@ -271,23 +244,27 @@ class FraudChecks:
             ) from None
         return sent
 
-    async def _call(self, route: _Route, check_id: str, body: bytes, *, deadline: float) -> _Call:
+    async def _call(
+        self, route: _Route, check_id: str, body: bytes, *, deadline: float
+    ) -> ProviderCall:
         """Ask the provider, unless the gateway cannot (budget already spent, every slot of the
         partner taken: gateway_busy) or its circuit is open. The check's result goes to the
         partner's breaker, once per check (not per attempt); a check that never reached the
         provider says nothing about it, except that a half-open trial it held is given back
         (as a failure, so the circuit stays open)."""
         if deadline - self._monotonic() < MIN_ATTEMPT_S or not route.slots.take():
-            return _Call(None, "gateway_busy", sent=False)
+            return ProviderCall(None, "gateway_busy", sent=False)
         try:
             return await self._guarded(route, check_id, body, deadline)
         finally:
             route.slots.give_back()
 
-    async def _guarded(self, route: _Route, check_id: str, body: bytes, deadline: float) -> _Call:
+    async def _guarded(
+        self, route: _Route, check_id: str, body: bytes, deadline: float
+    ) -> ProviderCall:
         """_call once it holds a slot: the breaker around the attempts."""
         if not route.breaker.allow():
-            return _Call(None, "circuit_open", sent=False)
+            return ProviderCall(None, "circuit_open", sent=False)
         headers = {**route.headers, "Idempotency-Key": check_id}
         try:
             call = await self._attempts(route, body, headers, deadline)
@@ -302,7 +279,7 @@ class FraudChecks:
 
     async def _attempts(
         self, route: _Route, body: bytes, headers: Mapping[str, str], deadline: float
-    ) -> _Call:
+    ) -> ProviderCall:
         """At most ATTEMPTS calls, each given the time left until `deadline`; a retry only
         after no answer or a retryable status (the Idempotency-Key makes it safe). A first
         call that went out with less than FAIR_SHARE of the budget left and timed out is
@@ -328,8 +305,8 @@ class FraudChecks:
             if is_retryable_status(response.status):
                 reason = "provider_error"
                 continue
-            return _judged(response)
-        return _Call(None, reason, sent=sent)
+            return judged(response)
+        return ProviderCall(None, reason, sent=sent)
 
     async def _record(
         self,
@@ -339,14 +316,14 @@ class FraudChecks:
         now: datetime,
         outcome: Outcome,
         request: bytes | None,
-        call: _Call | None,
+        call: ProviderCall | None,
     ) -> None:
         """One append: the provision (APPI Art. 29) and, when the provider answered, its
         verdict as a receipt (Art. 30), under one transfer id. Raises StorageError."""
         key = self._subject_key(decision.subject_id)
         reasons = None
         if call is not None and call.reason is not None:
-            reasons = [*_policy_reasons(decision), _reason(call.reason)]
+            reasons = [*policy_reasons(decision), reason(call.reason)]
         sent = request is not None and call is not None and call.sent
         # The provision's template is made once per partner and decision shape, not per check.
         provision = TransferEntries(
@@ -354,7 +331,7 @@ class FraudChecks:
         ).record(
             decision,
             subject_key=key,
-            payload_sha256=_sha256(request) if sent and request is not None else None,
+            payload_sha256=sha256_hex(request) if sent and request is not None else None,
             reasons=reasons,
             entry_id=self._new_id(),
         )
@@ -374,56 +351,3 @@ class FraudChecks:
             )
             records.append(to_record(receipt))
         await self._ledger.append(records)
-
-
-def _judged(response: HttpResponse) -> _Call:
-    """A final (not retryable) answer: the verdict, or why it is none. A redirect is never
-    followed (the contract names the one endpoint data may go to); an answer too large to
-    read is no verdict."""
-    if is_redirect_status(response.status):
-        return _Call(None, "provider_redirect", sent=True)
-    try:
-        if response.body_too_large:
-            raise ProviderResponseError("the answer is too large", status=response.status)
-        verdict = decode_response(response.status, response.body)
-    except ProviderResponseError as exc:
-        code = "provider_answer_invalid" if exc.status == 200 else "provider_error"
-        return _Call(None, code, sent=True)
-    return _Call(verdict, None, sent=True, response_sha256=_sha256(response.body))
-
-
-def _policy_reasons(decision: Decision) -> list[dict[str, str]]:
-    return [{"code": r.code, "message": r.message, "rule": r.rule} for r in decision.reasons]
-
-
-def _reason(code: str) -> dict[str, str]:
-    return {"code": code, "message": FALLBACK_REASONS[code]}
-
-
-def _answer(check_id: str, decision: Decision, verdict: Verdict) -> dict[str, Any]:
-    return {
-        "check_id": check_id,
-        "transfer_id": check_id,
-        "decision": verdict.decision.value,
-        "score": verdict.score,
-        "reasons": list(verdict.reasons),
-        "provider_ref": verdict.provider_ref,
-        "fallback": False,
-        "fields_dropped": list(decision.fields_dropped),
-    }
-
-
-def _fallback(
-    route: _Route, check_id: str, decision: Decision, reasons: list[str]
-) -> dict[str, Any]:
-    """The contract's declared fallback: not the provider's determination, and marked so."""
-    return {
-        "check_id": check_id,
-        "transfer_id": check_id,
-        "decision": route.fallback.value,
-        "score": None,
-        "reasons": reasons,
-        "provider_ref": None,
-        "fallback": True,
-        "fields_dropped": list(decision.fields_dropped),
-    }
