@@ -43,7 +43,6 @@ from gateway.adapters.attribute_export import (
     encode_row,
     header_bytes,
 )
-from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.contract_kinds import ExportFormat
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import (
@@ -62,6 +61,7 @@ from gateway.policy import Decision, ProvisionItem
 from gateway.policy_cache import DecisionCache
 from gateway.provisions.customer_match import ChunkPlan
 from gateway.provisions.jobs import JobRequest
+from gateway.provisions.reader import subject_record
 
 __all__ = ["DEFAULT_PURPOSE", "OPERATION", "ExportPlanner", "field_pseudonym", "pseudonymizer"]
 
@@ -261,21 +261,12 @@ def _checked(
     def reject(code: str, name: str | None, message: str) -> None:
         rejections.append(Rejection(line, subject, code, name, message))
 
-    subject = raw.get("subject_id") if isinstance(raw, dict) else None
-    subject = (
-        subject if isinstance(subject, str) and SUBJECT_ID_PATTERN.fullmatch(subject) else None
-    )
-    if isinstance(raw, str):  # the reader could not parse this line
-        reject("malformed_record", None, raw)
+    found = subject_record(line, raw, rejections)
+    if found is None:
         return None
-    if not isinstance(raw, dict):
-        reject("malformed_record", None, "a record must be an object")
-        return None
-    if subject is None:
-        reject("invalid_subject_id", "subject_id", "subject_id is missing or malformed")
-        return None
+    subject, fields = found
     record = {"subject_id": subject}
-    for name, value in raw.items():
+    for name, value in fields.items():
         if name == "subject_id":
             continue
         if name not in fmt.columns:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.delivery.outbox import Rejection
+from gateway.provisions.reader import subject_record
 
 __all__ = ["RECORD_FIELDS", "checked_record"]
 
@@ -26,7 +26,6 @@ _UNKNOWN_FIELD: Final = (
     "a field that is not part of a customer-match record (not named here: a key may itself be "
     f"personal data); the fields are: {', '.join(RECORD_FIELDS)}"
 )
-_subject_ok: Final = SUBJECT_ID_PATTERN.fullmatch  # a match (truthy) for a valid subject id
 
 
 def checked_record(line: int, raw: object, rejections: list[Rejection]) -> dict[str, str] | None:
@@ -35,19 +34,12 @@ def checked_record(line: int, raw: object, rejections: list[Rejection]) -> dict[
     def reject(code: str, field: str | None, message: str) -> None:
         rejections.append(Rejection(line, subject, code, field, message))
 
-    subject = raw.get("subject_id") if isinstance(raw, dict) else None
-    subject = subject if isinstance(subject, str) and _subject_ok(subject) else None
-    if isinstance(raw, str):  # the reader could not parse this line
-        reject("malformed_record", None, raw)
+    found = subject_record(line, raw, rejections)
+    if found is None:
         return None
-    if not isinstance(raw, dict):
-        reject("malformed_record", None, "a record must be an object")
-        return None
-    if subject is None:
-        reject("invalid_subject_id", "subject_id", "subject_id is missing or malformed")
-        return None
+    subject, fields = found
     record: dict[str, str] = {"subject_id": subject}
-    for name, value in raw.items():
+    for name, value in fields.items():
         if name == "subject_id":
             continue
         if name not in _RECORD_FIELDS:  # even when empty: the caller meant something by it

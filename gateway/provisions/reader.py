@@ -14,10 +14,12 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Literal
 
+from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells
+from gateway.delivery.outbox import Rejection
 from gateway.errors import FieldError, ValidationFailed
 
-__all__ = ["read_records"]
+__all__ = ["read_records", "subject_record"]
 
 Line = tuple[int, "dict[str, object] | str"]
 
@@ -107,3 +109,24 @@ def _record(raw: bytes | None, header: list[str] | None) -> dict[str, object] | 
     if len(cells) != len(header):
         return f"line has {len(cells)} cells, the header {len(header)}"
     return dict(zip(header, cells, strict=True))
+
+
+def subject_record(
+    line: int, raw: object, rejections: list[Rejection]
+) -> tuple[str, dict[str, object]] | None:
+    """A line's record and its valid subject id; None, with the rejection noted, for a line
+    that could not be read, is not an object, or names no valid subject id. What every kind
+    of record is first (each kind then checks its own fields)."""
+    if isinstance(raw, str):  # read_records could not parse this line: the text says why
+        rejections.append(Rejection(line, None, "malformed_record", None, raw))
+        return None
+    if not isinstance(raw, dict):
+        message = "a record must be an object"
+        rejections.append(Rejection(line, None, "malformed_record", None, message))
+        return None
+    subject = raw.get("subject_id")
+    if not isinstance(subject, str) or not SUBJECT_ID_PATTERN.fullmatch(subject):
+        message = "subject_id is missing or malformed"
+        rejections.append(Rejection(line, None, "invalid_subject_id", "subject_id", message))
+        return None
+    return subject, raw

@@ -6,38 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.models import ConsentAction, ConsentEvent, Discontinuance
+from gateway.models import Discontinuance
 from gateway.storage import Store
+from tests.integration.test_store import grant, withdraw
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 PURPOSE = "ad_customer_match"
 PARTNER = "google-customer-match"
 EARLY, LATE = NOW - timedelta(days=2), NOW - timedelta(days=1)
-
-
-def grant(subject: str, purpose: str, at: datetime) -> ConsentEvent:
-    return ConsentEvent(
-        subject_id=subject,
-        purpose=purpose,
-        action=ConsentAction.GRANT,
-        effective_at=at,
-        notice_version="pn-1",
-        channel="web",
-        foreign_disclosure_version="us-1",
-        recorded_at=NOW,
-        recorded_by="admin-1",
-    )
-
-
-def withdraw(subject: str, purpose: str, at: datetime) -> ConsentEvent:
-    return ConsentEvent(
-        subject_id=subject,
-        purpose=purpose,
-        action=ConsentAction.WITHDRAW,
-        effective_at=at,
-        recorded_at=NOW,
-        recorded_by="admin-1",
-    )
 
 
 def stop(subject: str, partners: tuple[str, ...] | None) -> Discontinuance:
