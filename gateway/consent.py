@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BeforeValidator, field_validator
 
@@ -28,6 +28,21 @@ def parse_timestamp(value: str) -> datetime:
         raise ValueError("not an ISO 8601 timestamp") from None
     if at.utcoffset() is None:
         raise ValueError("has no UTC offset (add Z or +09:00)")
+    return _plausible(at)
+
+
+# No consent or withdrawal the gateway records happened before this (APPI took effect in
+# 2005): an earlier time is a typing mistake, and one near year 1 cannot even be stored in UTC.
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _plausible(at: datetime) -> datetime:
+    """`at` (aware) unless it is before EARLIEST. Raises ValueError. Compared in local time
+    against EARLIEST moved by the offset: `at` itself may not survive a move to UTC."""
+    offset = at.utcoffset()
+    assert offset is not None, "checked by the caller"
+    if at.replace(tzinfo=None) < EARLIEST.replace(tzinfo=None) + offset:
+        raise ValueError("is before 2000-01-01: not a plausible date")
     return at
 
 
@@ -38,7 +53,7 @@ def _timestamp_input(value: object) -> datetime:
     if isinstance(value, datetime):
         if value.utcoffset() is None:
             raise ValueError("has no UTC offset")
-        return value
+        return _plausible(value)
     raise ValueError("must be an ISO 8601 timestamp string")
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
-from gateway.consent import SUBJECT_ID_PATTERN, aware_now, parse_timestamp
+from gateway.consent import EARLIEST, SUBJECT_ID_PATTERN, aware_now, parse_timestamp
 from gateway.errors import FieldError, ValidationFailed
 from gateway.models import Frozen
 from gateway.storage import ConsentRow, ConsentStore
@@ -180,7 +180,7 @@ def _quick_row(
         at = datetime.fromisoformat(obtained)
     except ValueError:
         return None
-    if at.tzinfo is None or at > now:  # fromisoformat's tzinfo is a fixed offset, or None
+    if at.tzinfo is None or at.year <= EARLIEST.year or at > now:  # the full check says why
         return None
     return (subject, purpose, action, at, notice, channel, disclosure)
 

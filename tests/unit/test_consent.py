@@ -22,6 +22,7 @@ from gateway.consent import (
     GrantBody,
     discontinuance,
     grant_event,
+    parse_timestamp,
     withdraw_event,
 )
 from gateway.consent_import import MAX_REJECTED_DETAILS, ImportResult, RejectCode, import_consents
@@ -317,6 +318,15 @@ REJECTIONS: list[tuple[str, bytes | dict[str, Any] | str, RejectCode]] = [
     ("jsonl", {**GRANT, "obtained_at": 1_775_000_000}, RejectCode.INVALID_VALUE),
     ("jsonl", {**GRANT, "obtained_at": "2026-11-24T12:00:01Z"}, RejectCode.FUTURE_TIMESTAMP),
     ("jsonl", {**WITHDRAW, "withdrawn_at": "2027-01-01T00:00:00Z"}, RejectCode.FUTURE_TIMESTAMP),
+    # Before 2000: a typing mistake, and near year 1 not even storable in UTC.
+    ("jsonl", {**GRANT, "obtained_at": "0001-01-01T00:00:00+09:00"}, RejectCode.INVALID_TIMESTAMP),
+    (
+        "jsonl",
+        {**WITHDRAW, "withdrawn_at": "0001-01-01T08:59:59+09:00"},
+        RejectCode.INVALID_TIMESTAMP,
+    ),
+    ("jsonl", {**GRANT, "obtained_at": "2000-01-01T08:59:59+09:00"}, RejectCode.INVALID_TIMESTAMP),
+    ("csv", "m-1,ads,grant,0001-01-01T00:00:00+09:00,pn,web", RejectCode.INVALID_TIMESTAMP),
     ("csv", b"m-1,ads,grant,2026-01-01T00:00:00Z,pn,\xff", RejectCode.INVALID_UTF8),
     ("csv", 'm-1,ads,grant,2026-01-01T00:00:00Z,pn,"web', RejectCode.INVALID_CSV),
     ("csv", "m-1,ads,grant,2026-01-01T00:00:00Z,pn", RejectCode.CELL_COUNT),
@@ -523,3 +533,13 @@ def test_the_import_accepts_exactly_what_the_api_models_accept(record: dict[str,
         assert checked[3] == expected[3]  # the same instant (offsets may differ)
         assert checked[4:] == expected[4:]
     assert fast is None or fast == checked  # the fast path is a subset, never a variant
+
+
+def test_the_earliest_plausible_time_is_2000_in_utc() -> None:
+    assert parse_timestamp("2000-01-01T09:00:00+09:00") == datetime(2000, 1, 1, tzinfo=UTC)
+    for early in ("1999-12-31T23:59:59Z", "2000-01-01T08:59:59+09:00", "0001-01-01T00:00:00+14:00"):
+        with pytest.raises(ValueError, match="before 2000-01-01"):
+            parse_timestamp(early)
+    with pytest.raises(ValidationError):
+        GrantBody.model_validate({"notice_version": "n", "channel": "web",
+                                  "obtained_at": "0001-01-01T00:00:00+09:00"})  # fmt: skip
