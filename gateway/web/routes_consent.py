@@ -18,7 +18,7 @@ from gateway.consent import (
 )
 from gateway.consent_import import ImportResult, import_consents
 from gateway.errors import FieldError, NotFound, ValidationFailed
-from gateway.models import ConsentEvent, Discontinuance, Role
+from gateway.models import ConsentAction, ConsentEvent, Discontinuance, Role
 from gateway.provisions.removal import Removals
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import model_response, read_model, require_media, require_utf8
@@ -162,11 +162,17 @@ async def post_import(request: web.Request, caller: Caller) -> web.StreamRespons
     fmt = import_format(request)
 
     async def withdrawn(pairs: list[tuple[str, str]]) -> None:
+        """A stored batch's withdrawals that are the person's current state: one dated
+        before a later grant changes nothing, so nothing is removed for it."""
+        states = await services.store.subject_states(sorted({s for s, _ in pairs}))
         by_purpose: dict[str, list[str]] = {}
         for subject_id, purpose in pairs:
-            by_purpose.setdefault(purpose, []).append(subject_id)
+            current = states[subject_id].consents.get(purpose)
+            if current is not None and current.action is ConsentAction.WITHDRAW:
+                by_purpose.setdefault(purpose, []).append(subject_id)
         for purpose, subject_ids in by_purpose.items():  # a batch's removals together
-            await _remove_from_partners(request, subject_ids, purpose=purpose, partners=None)
+            unique = list(dict.fromkeys(subject_ids))
+            await _remove_from_partners(request, unique, purpose=purpose, partners=None)
 
     result = await import_consents(
         request.content.iter_chunked(1 << 16),

@@ -299,6 +299,24 @@ async def test_a_withdrawal_by_bulk_import_removes_too(live: Live) -> None:
     await removed_members(live, 1)
 
 
+async def test_a_withdrawal_dated_before_the_current_grant_removes_nothing(live: Live) -> None:
+    """The person's state is the latest effective event: a backdated withdrawal filed after a
+    later grant does not stop provision, so the partner keeps the person."""
+    await grant(live, "cust-8")  # obtained 2026-04-01
+    job = await upload(live, [record(8)], "k-backdated")
+    await settled(live, job["job_id"])
+    line = (
+        '{"subject_id": "cust-8", "purpose": "ad_customer_match", "action": "withdraw", '
+        '"withdrawn_at": "2026-03-01T00:00:00Z"}\n'
+    )
+    headers = {"Content-Type": "application/x-ndjson"}
+    resp = await live.api.call("POST", "/v1/consents/import", data=line, headers=headers)
+    assert (await resp.json())["withdrawn"] == 1  # recorded, in the history
+    await asyncio.sleep(0.3)
+    assert sum(live.sandbox.member_counts("remove").values()) == 0
+    assert await outcomes(live, job["transfer_id"]) == Counter(allowed=1, delivered=1)
+
+
 async def test_the_partner_credential_is_sent_when_one_is_stored(live: Live) -> None:
     await grant(live, "cust-9")
     ref = live.api.services.contracts["google-customer-match"].endpoint.credential_ref
