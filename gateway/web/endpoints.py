@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway.errors import Forbidden
+from gateway.errors import FieldError, Forbidden, ValidationFailed
 from gateway.models import ClientRecord, Role
 from gateway.web.auth import authenticate
 
@@ -90,6 +90,8 @@ def guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamR
     Raises Unauthorized (no or unknown key) and Forbidden (wrong role) before the handler runs.
     """
 
+    declared = frozenset(q.name for q in endpoint.query)
+
     async def handle(request: web.Request) -> web.StreamResponse:
         if endpoint.roles is None:
             return await endpoint.handler(request, Caller(None))
@@ -97,10 +99,23 @@ def guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamR
         if client.role not in endpoint.roles:
             allowed = ", ".join(sorted(endpoint.roles))
             raise Forbidden(f"role {client.role} may not call this endpoint; it needs {allowed}")
+        if declared and not declared.issuperset(request.query):
+            raise _unknown_parameters(request, declared)
         return await endpoint.handler(request, Caller(client))
 
     handle.__name__ = endpoint.handler.__name__
     return handle
+
+
+def _unknown_parameters(request: web.Request, declared: frozenset[str]) -> ValidationFailed:
+    """A query parameter the endpoint does not take is refused, not ignored: a filter whose
+    name is mistyped (`subject=` for `subject_id=`) would otherwise answer with everyone."""
+    unknown = sorted(set(request.query) - declared)
+    takes = ", ".join(sorted(declared))
+    return ValidationFailed(
+        f"unknown query parameter(s); this endpoint takes: {takes}",
+        errors=[FieldError.query(name, "not a parameter of this endpoint") for name in unknown],
+    )
 
 
 def add_routes(app: web.Application, endpoints: list[Endpoint]) -> None:

@@ -103,6 +103,16 @@ async def test_unknown_route_and_method_are_problems(api: Api) -> None:
     assert "POST" in detail
 
 
+async def test_an_unknown_query_parameter_is_refused_not_ignored(api: Api) -> None:
+    """`subject=` for `subject_id=`: ignored, the filter would answer with everyone's log."""
+    status, body = await _problem(api, "GET", "/v1/transfers?subject=m-1", role=Role.COMPLIANCE)
+    assert status == 422
+    assert body["errors"] == [
+        {"parameter": "subject", "detail": "not a parameter of this endpoint"}
+    ]
+    assert "subject_id" in body["detail"]  # what it takes
+
+
 async def test_head_answers_where_get_does(api: Api) -> None:
     """RFC 9110 9.3.2: the GET's status and headers, no body; the role check applies too."""
     get = await api.call("GET", "/v1/partners", role=Role.COMPLIANCE)

@@ -377,6 +377,7 @@ async def test_an_ingest_delivered_after_the_withdrawal_is_removed_too(live: Liv
     assert resp.status == 200
     live.sandbox.clear_faults()
     assert (await settled(live, pending["job_id"]))["state"] == "done"
+    await removed_members(live, 2)  # the check after the delivery runs once it is logged
     removals = await removal_entries(live, "cust-1", "allowed")
     # one removal per delivered ingest, each referring to its own: none missed, none twice
     delivered = delivered_ingests(await entries_of(live, "cust-1"))
@@ -402,6 +403,7 @@ async def test_a_dead_letter_replayed_after_the_withdrawal_is_removed_too(live: 
     store = live.api.services.store
     dead = [row.delivery_id for row in await store.deliveries_of_transfer(job["transfer_id"])]
     assert await store.replay_dead(dead, live.api.services.clock()) == 1  # `outbox replay`
+    await removed_members(live, 1)
     removals = await removal_entries(live, "cust-3", "allowed")
     assert [e["refers_to"] for e in removals] == delivered_ingests(await entries_of(live, "cust-3"))
     assert sum(live.sandbox.member_counts("remove").values()) == 1
