@@ -75,9 +75,11 @@ HASHED_SUFFIX = "_sha256"
 
 
 def _date_only(value: object) -> object:
-    """TOML has a date type: a datetime or a number where a date belongs is a typing mistake."""
-    if isinstance(value, datetime) or not isinstance(value, date | str):
-        raise ValueError(f"a date like 2025-04-01 is required, got {type(value).__name__}")
+    """TOML has a date type: a datetime, a number or a quoted string where a date belongs is a
+    typing mistake (partners/README.md: dates are TOML dates, unquoted)."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        kind = "a quoted string" if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"an unquoted TOML date like 2025-04-01 is required, got {kind}")
     return value
 
 

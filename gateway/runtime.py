@@ -12,7 +12,8 @@ import structlog
 
 from gateway.contracts import load_contracts
 from gateway.credentials import credentials_path, load_credentials
-from gateway.keyring import init_keyring
+from gateway.errors import ConfigError
+from gateway.keyring import LOG_SIGNING, PSEUDONYMIZATION, init_keyring, load_keyring
 from gateway.ledger.service import Ledger
 from gateway.settings import Settings
 from gateway.storage import Store
@@ -31,6 +32,21 @@ async def open_storage(settings: Settings) -> Store:
     return await open_store(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
 
 
+async def _no_fork(store: Store, settings: Settings) -> None:
+    """Keys are made on first start only: a database that already holds a transfer log must
+    come with the keyring that signed it. A new signing key would fork the log (its next
+    checkpoint verifies under no key a verifier holds) and a new pseudonymization key would key
+    every person anew. Raises ConfigError when the keys folder lacks a key the log needs."""
+    ring = load_keyring(settings.keys_dir)
+    missing = [purpose for purpose in (LOG_SIGNING, PSEUDONYMIZATION) if not ring.of(purpose)]
+    if missing and await store.ledger_size() > 0:
+        raise ConfigError(
+            f"{settings.keys_dir}: no {' or '.join(missing)} key, but the database already "
+            "holds a transfer log: a new key would fork the log and key every person anew; "
+            "set GATEWAY_KEYS_DIR to the keyring this log was written with"
+        )
+
+
 async def open_services(settings: Settings) -> Services:
     """Load contracts and keys, then open the store.
 
@@ -39,10 +55,15 @@ async def open_services(settings: Settings) -> Services:
     """
     now = utc_now()
     contracts = load_contracts(settings.partners_dir, now.date())
-    keyring, created = init_keyring(settings.keys_dir, now)
+    store = await open_storage(settings)
+    try:
+        await _no_fork(store, settings)
+        keyring, created = init_keyring(settings.keys_dir, now)
+    except BaseException:
+        await store.close()
+        raise
     for key in created:
         log.info("key_created", purpose=key.purpose, kid=key.kid, keys_dir=str(settings.keys_dir))
-    store = await open_storage(settings)
     ledger = Ledger(
         store=store,
         keyring=keyring,

@@ -43,6 +43,17 @@ def _on_off(raw: str) -> bool:
     return raw.lower() == "on"
 
 
+def _one_of(*choices: str) -> Callable[[str], str]:
+    """A parser taking one of `choices` (any case), as written in lower case."""
+
+    def parse(raw: str) -> str:
+        if raw.lower() not in choices:
+            raise ValueError(f"must be one of: {', '.join(choices)}")
+        return raw.lower()
+
+    return parse
+
+
 def _region(raw: str) -> str:
     if raw.upper() not in ISO_3166_ALPHA2:
         raise ValueError("must be an assigned ISO 3166-1 alpha-2 code")
@@ -123,8 +134,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "on stop, how long deliveries under way may take to finish",
         _positive_int,
     ),
-    SettingSpec("log_level", "GATEWAY_LOG_LEVEL", lambda: "info", "debug, info, warning, error"),
-    SettingSpec("log_format", "GATEWAY_LOG_FORMAT", lambda: "json", "json or console"),
+    SettingSpec(
+        "log_level",
+        "GATEWAY_LOG_LEVEL",
+        lambda: "info",
+        "debug, info, warning, error",
+        _one_of("debug", "info", "warning", "error"),
+    ),
+    SettingSpec(
+        "log_format",
+        "GATEWAY_LOG_FORMAT",
+        lambda: "json",
+        "json or console",
+        _one_of("json", "console"),
+    ),
 )
 
 

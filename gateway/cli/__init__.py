@@ -22,7 +22,8 @@ from gateway.cli import (
     serve,
     upload,
 )
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, StorageError
+from gateway.logconfig import configure_logging
 
 COMMAND_MODULES = (
     serve,
@@ -51,11 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand. An operator's mistake (settings, keys, contracts, a database that
+    cannot be opened, a port or file that cannot be used) is one line on stderr and exit 2,
+    never a traceback; the subcommands' own exit codes pass through."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(level="warning", fmt="console")  # stderr: stdout is the command's output
     try:
         code: int = args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, StorageError) as exc:
         print(f"gateway: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a port in use, a folder that is a file, a path not writable
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"gateway: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     return code

@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import Any
 
+from gateway.cli.args import port
 from gateway.sandbox import SandboxState, run_sandbox
 
 
@@ -26,7 +27,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=8090, help="port to bind (default 8090; 0: any free port)"
+        "--port", type=port, default=8090, help="port to bind (default 8090; 0: any free port)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of fault draws and partner-side ids (default 0)"

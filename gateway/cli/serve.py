@@ -11,6 +11,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from gateway.cli.args import port
+from gateway.errors import ConfigError
 from gateway.logconfig import configure_logging
 from gateway.runtime import open_services
 from gateway.settings import Settings, settings_help
@@ -27,7 +29,7 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to bind (default 8080)")
+    parser.add_argument("--port", type=port, default=8080, help="port to bind (default 8080)")
     parser.set_defaults(func=run)
 
 
@@ -49,7 +51,10 @@ def run(args: argparse.Namespace) -> int:
     app = loop.run_until_complete(_build(settings))  # fails here, before binding, on bad config
     freeze_startup_heap()
     structlog.get_logger("gateway").info("listening", host=args.host, port=args.port)
-    web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None, print=None)
+    try:
+        web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None, print=None)
+    except OSError as exc:  # in use, or an address this host does not have
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
     return 0
 
 

@@ -21,3 +21,12 @@ def test_demo_runs_every_provision_and_verifies(tmp_path: Path) -> None:
     again = run_gateway("demo", "--keep", str(tmp_path / "home"), env=gateway_env(tmp_path))
     assert (again.returncode, again.stdout) == (2, "")  # a second story would tell untruths
     assert "not empty" in again.stderr
+    # Its log, served with another (empty) keys folder: refused, no new key made (a new signing
+    # key would fork the log; a new pseudonymization key would key every person anew).
+    env = {**gateway_env(tmp_path), "GATEWAY_HOME": str(tmp_path / "home" / "var")}
+    env["GATEWAY_KEYS_DIR"] = str(tmp_path / "other-keys")
+    forked = run_gateway("serve", "--port", "0", env=env)
+    assert forked.returncode == 2
+    assert "would fork the log" in forked.stderr
+    assert "Traceback" not in forked.stderr
+    assert not list((tmp_path / "other-keys").glob("*.key"))

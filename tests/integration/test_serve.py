@@ -166,3 +166,41 @@ def test_clients_create_checks_partners_as_the_api_does(tmp_path: Path) -> None:
     )  # fmt: skip
     assert (result.returncode, result.stdout) == (2, "")
     assert "recipients are attribute_export" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        ({"GATEWAY_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}, [], "PostgreSQL"),
+        ({"GATEWAY_LOG_LEVEL": "verbose"}, [], "GATEWAY_LOG_LEVEL='verbose': must be one of"),
+        ({"GATEWAY_LOG_FORMAT": "xml"}, [], "GATEWAY_LOG_FORMAT='xml': must be one of"),
+        ({}, ["--port", "99999"], "a port is 0 to 65535"),
+    ],
+)
+def test_an_operators_mistake_is_one_line_and_exit_2(
+    tmp_path: Path, env: dict[str, str], args: list[str], says: str
+) -> None:
+    done = run_gateway("serve", *args, env={**gateway_env(tmp_path), **env})
+    assert done.returncode == 2
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_says_which_address_it_cannot_listen_on(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_gateway("serve", "--port", str(port), env=gateway_env(tmp_path))
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ledger_checkpoint_prints_only_the_note(tmp_path: Path) -> None:
+    """Its output is the signed note (`> checkpoint.note`): logs go to stderr."""
+    env = gateway_env(tmp_path)
+    assert run_gateway("keys", "init", env=env).returncode == 0
+    done = run_gateway("ledger", "checkpoint", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gateway.example.com/transfer-log\n0\n")
