@@ -41,6 +41,22 @@ def redact_identifiers(
     return event_dict
 
 
+class _StderrLogger(structlog.PrintLogger):
+    """Prints to whatever sys.stderr is when it prints, not the stream of when it was made (a
+    logger outlives a test's captured stream, and the CLI's main configures before a command
+    runs)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+def _stderr_logger(*_args: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 class StdlibToStructlog(logging.Handler):
     """Libraries' stdlib log records (aiohttp's, asyncio's) as structlog events, so every line
     is in the configured format. A malformed HTTP request is logged as its status and error
@@ -79,7 +95,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()

@@ -5,11 +5,20 @@ Everything here is data. No I/O, no clock: callers pass time in.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+# Contract, joint-use and review dates are Japanese calendar dates. Japan has no daylight saving
+# time, so a fixed UTC+9 offset is exact and needs no tz database.
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def japan_date(now: datetime) -> date:
+    """The date in Japan at `now` (aware): what a contract's dates are judged against."""
+    return now.astimezone(JST).date()
 
 
 class Frozen(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from types import MappingProxyType
 
 from gateway.contracts import EEA_AND_UK, PSEUDONYMIZED_BASES, PartnerContract, Purpose
@@ -31,10 +31,7 @@ from gateway.models import (
     PartnerKind,
     SubjectState,
 )
-
-# Contract, joint-use and review dates are Japanese calendar dates. Japan has no daylight saving
-# time, so a fixed UTC+9 offset is exact and needs no tz database (keeps the engine I/O-free).
-JST = timezone(timedelta(hours=9), "JST")
+from gateway.models import JST as JST  # re-exported: contract dates are judged in Japan
 
 # Art. 35 is honoured for every basis except the Art. 27(1)(i)-(iv) cases, where the law itself
 # requires or permits the provision regardless of the person's wish (laws, life/body/property,

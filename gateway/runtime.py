@@ -15,6 +15,7 @@ from gateway.credentials import credentials_path, load_credentials
 from gateway.errors import ConfigError
 from gateway.keyring import LOG_SIGNING, PSEUDONYMIZATION, init_keyring, load_keyring
 from gateway.ledger.service import Ledger
+from gateway.models import japan_date
 from gateway.settings import Settings
 from gateway.storage import Store
 from gateway.storage.factory import open_store
@@ -54,7 +55,7 @@ async def open_services(settings: Settings) -> Services:
     keyring, StorageError when the database cannot be opened.
     """
     now = utc_now()
-    contracts = load_contracts(settings.partners_dir, now.date())
+    contracts = load_contracts(settings.partners_dir, japan_date(now))  # as decisions judge
     store = await open_storage(settings)
     try:
         await _no_fork(store, settings)

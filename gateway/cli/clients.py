@@ -13,7 +13,7 @@ import sys
 from typing import Any
 
 from gateway.contracts import load_contracts
-from gateway.models import Role
+from gateway.models import Role, japan_date
 from gateway.runtime import open_storage, utc_now
 from gateway.settings import Settings
 from gateway.web.auth import client_partner_problems, mint_client
@@ -43,7 +43,7 @@ async def _create(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     role = Role(args.role)
     partners = tuple(args.partner)
-    known = load_contracts(settings.partners_dir, utc_now().date())
+    known = load_contracts(settings.partners_dir, japan_date(utc_now()))
     if errors := client_partner_problems(role, partners, known):
         for error in errors:
             print(f"gateway: --partner: {error.detail}", file=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.contracts import check_contracts
+from gateway.models import japan_date
 from gateway.settings import Settings
 
 
@@ -41,8 +42,8 @@ def register(sub: Any) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     directory: Path = args.directory or Settings.from_env(os.environ).partners_dir
-    # Agreements expire at the end of their valid_until day; the service judges in UTC.
-    today = datetime.now(UTC).date()
+    # Agreements expire at the end of their valid_until day in Japan, as decisions judge them.
+    today = japan_date(datetime.now(UTC))
     contracts, errors = check_contracts(directory, today)
     for error in errors:
         print(f"{error.path}: {error.field}: {error.message}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from gateway.contracts import (
     load_contracts,
 )
 from gateway.errors import ContractError
-from gateway.models import CrossBorderBasis, LegalBasis, PartnerKind, Transform
+from gateway.models import CrossBorderBasis, LegalBasis, PartnerKind, Transform, japan_date
 
 TODAY = date(2026, 11, 24)
 PARTNERS = Path(__file__).resolve().parents[2] / "partners"
@@ -569,3 +569,10 @@ def test_cli_directory_defaults_to_the_environment_then_partners(
     monkeypatch.chdir(PARTNERS.parent)
     assert main(["partners", "check"]) == 0
     assert capsys.readouterr().out.startswith("ok: 3 contracts: ")
+
+
+def test_contract_dates_are_judged_on_the_date_in_japan() -> None:
+    """16:00 UTC is 01:00 the next day in Japan: an agreement ending on the UTC date has
+    already lapsed there, as the policy engine judges it (start-up and `partners check` too)."""
+    assert japan_date(datetime(2026, 12, 6, 16, 0, tzinfo=UTC)) == date(2026, 12, 7)
+    assert japan_date(datetime(2026, 12, 6, 14, 59, tzinfo=UTC)) == date(2026, 12, 6)
