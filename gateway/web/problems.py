@@ -7,6 +7,7 @@ unexpected failure leaks: the traceback goes to the server log, the caller gets 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
@@ -133,11 +134,26 @@ def validation_problem(exc: ValidationError, prefix: tuple[int | str, ...] = ())
     errors = exc.errors(include_url=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):
         return BadRequest("the body is not valid JSON: " + errors[0]["msg"])
-    fields = [FieldError(pointer(prefix + tuple(e["loc"])), _message(e["msg"])) for e in errors]
+    details: dict[str, list[str]] = {}  # by pointer: a union's members fail at one place
+    for e in errors:
+        where = pointer(prefix + tuple(part for part in e["loc"] if not _is_union_tag(part)))
+        details.setdefault(where, []).append(_message(e["msg"]))
+    fields = [
+        FieldError(where, "; or ".join(dict.fromkeys(msgs))) for where, msgs in details.items()
+    ]
     named = ", ".join(f.pointer or "/" for f in fields[:5])
     if len(fields) > 5:
         named += f" and {len(fields) - 5} more (see errors)"
     return ValidationFailed(f"{len(fields)} invalid field(s): {named}", errors=fields)
+
+
+# Pydantic names the member of a union that failed in the error's location ("str",
+# "list[function-after[...]]", "literal['all']"): no field of the body, so not in a pointer.
+_UNION_TAG: Final = re.compile(r"^(str|int|float|bool|bytes|none|list|dict|decimal)$|[\[(]")
+
+
+def _is_union_tag(part: int | str) -> bool:
+    return isinstance(part, str) and _UNION_TAG.search(part) is not None
 
 
 def _message(msg: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pytest
 from pydantic import BaseModel, ValidationError, field_validator
 
@@ -37,3 +39,17 @@ def test_a_custom_message_reads_without_pydantics_prefix() -> None:
 
 def test_broken_json_is_a_bad_request() -> None:
     assert isinstance(_problem('{"amount": '), BadRequest)
+
+
+class _Stop(BaseModel):
+    partners: list[str] | Literal["all"]
+
+
+def test_a_union_is_one_pointer_at_its_field_not_one_per_member() -> None:
+    """Pydantic locates each union member's failure under a tag ("literal['all']"): not a
+    field of the body, so no part of a JSON pointer (RFC 6901)."""
+    with pytest.raises(ValidationError) as caught:
+        _Stop.model_validate_json('{"partners": "ALL"}')
+    problem = validation_problem(caught.value)
+    assert [e.pointer for e in problem.errors] == ["/partners"]
+    assert problem.errors[0].detail == "Input should be a valid array; or Input should be 'all'"
