@@ -357,7 +357,41 @@ def csv_cells(text: str) -> list[str] | None:
 _scan_json: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
+def has_duplicate_keys(text: str, value: dict[str, object]) -> bool:
+    """Whether the JSON object `text` (parsed as `value`) names a key twice, at any depth: JSON
+    keeps the last, so a line naming subject_id twice would act for whoever is named last.
+    Fast for the flat lines of an import or upload: each key is followed by `":`, so a line
+    with no more of those than `value` has keys has no duplicate; only one with more (nested
+    objects, `":` inside a string) is parsed again, keeping every pair."""
+    if text.count('":') <= len(value):
+        return False
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            raise _Duplicate
+        return dict(items)
+
+    try:
+        json.loads(text, object_pairs_hook=pairs)
+    except _Duplicate:
+        return True
+    return False
+
+
+class _Duplicate(Exception):
+    """has_duplicate_keys found a key named twice."""
+
+
 def _object(text: str) -> dict[str, object]:
+    """Raises _Reject unless the text is one JSON object, with no key named twice."""
+    value = _parsed(text)
+    if has_duplicate_keys(text, value):
+        raise _Reject(RejectCode.INVALID_JSON, "names a key twice: which value counts is a guess")
+    return value
+
+
+def _parsed(text: str) -> dict[str, object]:
     """Raises _Reject unless the text is one JSON object."""
     if text[:1] == "{":
         # json.loads minus its wrapper: the same scanner, exact when it ends at the line's end.

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from typing import Literal
 
 from gateway.consent import SUBJECT_ID_PATTERN
-from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells
+from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells, has_duplicate_keys
 from gateway.delivery.outbox import Rejection
 from gateway.errors import FieldError, ValidationFailed
 
@@ -102,7 +102,11 @@ def _record(raw: bytes | None, header: list[str] | None) -> dict[str, object] | 
             value = json.loads(text)
         except (ValueError, RecursionError):  # JSONDecodeError's message never quotes input
             return "line is not valid JSON"
-        return value if isinstance(value, dict) else "line is not a JSON object"
+        if not isinstance(value, dict):
+            return "line is not a JSON object"
+        if has_duplicate_keys(text, value):
+            return "line names a key twice: which value counts is a guess"
+        return value
     cells = csv_cells(text)
     if cells is None:
         return "line is not valid CSV (broken quoting)"

@@ -318,6 +318,7 @@ REJECTIONS: list[tuple[str, bytes | dict[str, Any] | str, RejectCode]] = [
     ("jsonl", {**GRANT, "obtained_at": 1_775_000_000}, RejectCode.INVALID_VALUE),
     ("jsonl", {**GRANT, "obtained_at": "2026-11-24T12:00:01Z"}, RejectCode.FUTURE_TIMESTAMP),
     ("jsonl", {**WITHDRAW, "withdrawn_at": "2027-01-01T00:00:00Z"}, RejectCode.FUTURE_TIMESTAMP),
+    ("jsonl", json.dumps(GRANT)[:-1] + ', "subject_id": "m-2"}', RejectCode.INVALID_JSON),
     # Before 2000: a typing mistake, and near year 1 not even storable in UTC.
     ("jsonl", {**GRANT, "obtained_at": "0001-01-01T00:00:00+09:00"}, RejectCode.INVALID_TIMESTAMP),
     (

@@ -110,3 +110,15 @@ async def test_a_long_line_is_refused_however_the_body_is_chunked(piece: int) ->
         (1, f"line longer than {MAX_LINE_BYTES} bytes"),
         (2, {"subject_id": "cust-2"}),
     ]
+
+
+async def test_a_key_named_twice_is_a_broken_line_not_the_last_value() -> None:
+    body = (
+        b'{"subject_id": "cust-1", "email": "a@b.c", "subject_id": "cust-2"}\n'
+        b'{"subject_id": "cust-3", "email": "x\\":y@b.c"}\n'  # a `":` inside a value
+        b'{"subject_id": "cust-4", "email": "a@b.c", "extra": {"k": 1, "k": 2}}\n'
+    )
+    lines = await read([body], "jsonl")
+    assert lines[0] == (1, "line names a key twice: which value counts is a guess")
+    assert lines[1] == (2, {"subject_id": "cust-3", "email": 'x":y@b.c'})
+    assert lines[2] == (3, "line names a key twice: which value counts is a guess")
