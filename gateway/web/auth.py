@@ -54,7 +54,7 @@ def client_partner_problems(
     recipient without exactly one, or whose partner posts no summaries (only attribute-export
     recipients do)."""
     errors = [
-        FieldError(f"/partners/{i}", f"unknown partner {p!r}")
+        FieldError(f"/partners/{i}", "unknown partner: no contract has this id")
         for i, p in enumerate(partners)
         if p not in contracts
     ]

@@ -52,9 +52,7 @@ def purpose_of(request: web.Request) -> str:
     purpose = request.match_info["purpose"]
     known = request.app[SERVICES].known_purposes
     if purpose not in known:
-        raise NotFound(
-            f"unknown purpose {purpose!r}; the contracts declare: {', '.join(sorted(known))}"
-        )
+        raise NotFound(f"unknown purpose; the contracts declare: {', '.join(sorted(known))}")
     return purpose
 
 
@@ -128,7 +126,7 @@ async def post_discontinuance(request: web.Request, caller: Caller) -> web.Strea
     body = await read_model(request, DiscontinuanceBody)
     if body.partners != "all":
         unknown = [
-            FieldError(f"/partners/{i}", f"unknown partner {p!r}")
+            FieldError(f"/partners/{i}", "unknown partner: no contract has this id")
             for i, p in enumerate(body.partners)
             if p not in services.contracts
         ]

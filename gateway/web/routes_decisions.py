@@ -46,14 +46,14 @@ def contract_for(services: Services, partner: str, purpose: str) -> PartnerContr
     contract = services.contracts.get(partner)
     if contract is None:
         raise ValidationFailed(
-            f"unknown partner {partner!r}",
+            "unknown partner: no contract has this id",
             errors=[
                 FieldError("/partner", f"known partners: {', '.join(sorted(services.contracts))}")
             ],
         )
     if purpose not in contract.purposes:
         raise ValidationFailed(
-            f"partner {partner!r} has no purpose {purpose!r}",
+            "the partner's contract does not list this purpose",
             errors=[
                 FieldError("/purpose", f"its purposes: {', '.join(sorted(contract.purposes))}")
             ],
