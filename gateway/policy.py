@@ -428,6 +428,8 @@ def _decision(
 ) -> Decision:
     reasons = tuple(r for c in checks for r in c.reasons)
     allowed = all(r.code in INFORMATIONAL_CODES for r in reasons)  # unknown codes deny
+    if not allowed:  # "this legal exception overrides" the stop: not when nothing is provided
+        reasons = tuple(r for r in reasons if r.code != "discontinuance_exempt")
     return Decision(
         subject_id=ctx.item.subject_id,
         partner_id=ctx.contract.id,

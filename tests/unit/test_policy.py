@@ -835,6 +835,17 @@ R11 = [
         id="R11-allow-life-body-property-overrides-and-says-so",
     ),
     pytest.param(
+        deny(
+            "exception_approver_missing",
+            item=item(legal_basis=B.PROTECT_LIFE_BODY_PROPERTY, rationale="Chargeback wave"),
+            contract=contract(purpose=bases(B.PROTECT_LIFE_BODY_PROPERTY)),
+            state=state(stops=(stop(),)),
+            rules=("R1", "R3", "R6", "R11", "R13"),
+            evidence={"rationale": "Chargeback wave"},
+        ),
+        id="R11-deny-an-exception-not-validly-claimed-says-no-override",
+    ),
+    pytest.param(
         Case(
             item=item(legal_basis=B.LAWS_AND_REGULATIONS),
             contract=contract(purpose=bases(B.LAWS_AND_REGULATIONS)),
