@@ -52,7 +52,7 @@ def store_credential(path: Path, keyring: Keyring, ref: str, secret: str) -> Non
         **_read(path),
         ref: keyring.encrypt_secret(secret.encode(), context=ref.encode()),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the home, if new: private
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:

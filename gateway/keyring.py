@@ -6,15 +6,18 @@ Three key purposes, each with a key id (kid) so keys can rotate:
 - `pseudonymization`: 32 random bytes, HMAC-SHA256 key for subject keys;
 - `secrets`: 32 random bytes, AES-256-GCM key that encrypts stored secrets (partner credentials).
 
-A key file is `<purpose>.<kid>.key`, JSON, mode 0600, in a folder of mode 0700. The kid is the
-first 8 hex digits of SHA-256 over the key material: stable, and it reveals nothing usable. The
-newest key of a purpose (by `created_at`) is the current one; older ones stay readable so that
-what they signed, keyed or encrypted still verifies and decrypts after a rotation.
+A key file is `<purpose>.<kid>.key`, JSON, mode 0600, in a folder of mode 0700 (an existing
+folder is tightened to 0700 when the gateway initializes it or adds a key, if this user owns it;
+when it cannot be, a warning says so). The kid is the first 8 hex digits of SHA-256 over the key
+material: stable, and it reveals nothing usable. The newest key of a purpose (by `created_at`) is
+the current one; older ones stay readable so that what they signed, keyed or encrypted still
+verifies and decrypts after a rotation.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -25,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -41,6 +45,10 @@ _ALGORITHMS: Final = {
     PSEUDONYMIZATION: "hmac-sha256",
     SECRETS: "aes-256-gcm",
 }
+_NONCE_BYTES: Final = 12
+_TAG_BYTES: Final = 16
+
+log = structlog.get_logger("gateway.keyring")
 
 
 @dataclass(frozen=True)
@@ -64,9 +72,53 @@ def new_key(purpose: str, now: datetime) -> KeyFile:
     return KeyFile(purpose, _kid(material), _ALGORITHMS[purpose], now, material)
 
 
+def prepare_keys_dir(directory: Path) -> None:
+    """Create the keys folder with mode 0700, or tighten an existing one to 0700.
+
+    Raises ConfigError when the path is not a folder or cannot be created. A folder this user
+    does not own, or cannot chmod (a read-only mount), is left as it is, with a warning.
+    """
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError as exc:  # exist_ok covers folders only: a file is in the way
+        raise ConfigError(f"{directory}: not a folder; the keys folder must be one") from exc
+    except OSError as exc:
+        raise ConfigError(f"{directory}: cannot create the keys folder ({exc.strerror})") from exc
+    _tighten(directory)
+
+
+def _tighten(directory: Path) -> None:
+    """chmod go-rwx a folder open to others, if this user owns it; else (or when chmod is
+    impossible, as on a read-only mount) log a warning instead of failing."""
+    info = directory.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & 0o077:
+        return
+    problem = "owned by another user"
+    if info.st_uid == os.geteuid():
+        try:
+            directory.chmod(mode & 0o700)
+            return
+        except OSError as exc:
+            problem = f"chmod failed: {exc.strerror}"
+    log.warning(
+        "keys_dir_not_private",
+        keys_dir=str(directory),
+        mode=f"{mode:04o}",
+        problem=problem,
+        hint="make it mode 0700, owned by the service's user",
+    )
+
+
 def write_key(directory: Path, key: KeyFile) -> Path:
-    """Write a key file with mode 0600 (created that way: never briefly world-readable)."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Write a key file with mode 0600 (created that way: never briefly world-readable), in a
+    folder of mode 0700 (`prepare_keys_dir`). Raises ConfigError."""
+    prepare_keys_dir(directory)
+    return _write_key_file(directory, key)
+
+
+def _write_key_file(directory: Path, key: KeyFile) -> Path:
+    """Raises ConfigError when the file cannot be created (a read-only folder, say)."""
     path = directory / f"{key.purpose}.{key.kid}.key"
     payload = {
         "purpose": key.purpose,
@@ -75,15 +127,23 @@ def write_key(directory: Path, key: KeyFile) -> Path:
         "created_at": key.created_at.isoformat(),
         "material": base64.b64encode(key.material).decode(),
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create the key file ({exc.strerror})") from exc
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle)
     return path
 
 
 def read_key(path: Path) -> KeyFile:
-    """Read one key file. Raises ConfigError if it is unreadable, malformed or not 0600."""
-    mode = path.stat().st_mode
+    """Read one key file. Raises ConfigError if it is unreadable (a link to nothing, too),
+    malformed or not 0600."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        dangling = " (a link to a file that is not there)" if path.is_symlink() else ""
+        raise ConfigError(f"{path}: cannot read the key file: {exc.strerror}{dangling}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(f"{path}: key file is readable by others; chmod 600 it")
     try:
@@ -140,26 +200,61 @@ class Keyring:
     def encrypt_secret(self, plaintext: bytes, *, context: bytes = b"") -> str:
         """AES-256-GCM under the current secrets key: `kid:base64(nonce || ciphertext)`."""
         key = self.current(SECRETS)
-        nonce = secrets.token_bytes(12)
+        nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = AESGCM(key.material).encrypt(nonce, plaintext, context)
         return f"{key.kid}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt_secret(self, token: str, *, context: bytes = b"") -> bytes:
-        """Raises ConfigError when the kid is unknown or the ciphertext was altered."""
+        """Open what `encrypt_secret` sealed. `context` is what the secret is stored under (a
+        partner credential's ref, in credentials.json) and is named in errors.
+
+        Raises ConfigError when the kid is unknown, the token is not one `encrypt_secret`
+        makes (truncated, not base64) or the ciphertext was altered. The message never holds
+        the token or the secret."""
         kid, _, body = token.partition(":")
         material = self.by_kid(SECRETS).get(kid)
         if material is None:
-            raise ConfigError(f"no secrets key with id {kid!r} in the keyring")
-        raw = base64.b64decode(body)
+            # Name the kid only when it is one: a token without its `kid:` prefix, say a secret
+            # pasted in by hand, must not be echoed.
+            reason = (
+                f"no secrets key with id {kid!r} in the keyring"
+                if _is_kid(kid)
+                else "it has no key id"
+            )
+            raise ConfigError(_unreadable(context, reason))
         try:
-            return AESGCM(material).decrypt(raw[:12], raw[12:], context)
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError) as exc:  # ValueError: characters beyond ASCII
+            raise ConfigError(_unreadable(context, "the token is not valid base64")) from exc
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            raise ConfigError(_unreadable(context, "the token is truncated"))
+        try:
+            return AESGCM(material).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], context)
         except InvalidTag as exc:
-            raise ConfigError("a stored secret failed authentication") from exc
+            raise ConfigError(_unreadable(context, "it failed authentication")) from exc
+
+
+def _is_kid(text: str) -> bool:
+    return len(text) == 8 and all(c in "0123456789abcdef" for c in text)
+
+
+def _unreadable(context: bytes, reason: str) -> str:
+    """The error for a stored secret that does not open: its name, never its value."""
+    if not context:
+        return f"a stored secret does not decrypt: {reason}"
+    ref = context.decode("utf-8", errors="replace")
+    return (
+        f"credentials.json: the credential {ref!r} does not decrypt: {reason}; store it again "
+        f"with `gateway credentials set {ref}`"
+    )
 
 
 def load_keyring(directory: Path) -> Keyring:
-    """Read every `*.key` file in the folder. Raises ConfigError on a bad file."""
+    """Read every `*.key` file in the folder; none if there is no folder. Raises ConfigError on
+    a bad file, or when the path is a file rather than a folder."""
     if not directory.is_dir():
+        if directory.exists():
+            raise ConfigError(f"{directory}: not a folder; the keys folder must be one")
         return Keyring(())
     return Keyring(tuple(read_key(p) for p in sorted(directory.glob("*.key"))))
 
@@ -167,10 +262,12 @@ def load_keyring(directory: Path) -> Keyring:
 def init_keyring(directory: Path, now: datetime) -> tuple[Keyring, list[KeyFile]]:
     """Load the keyring, creating a key for every purpose that has none (first start).
 
-    Returns the keyring and the keys it created. Raises ConfigError on a bad key file.
+    Returns the keyring and the keys it created. Raises ConfigError on a bad key file or a
+    keys folder that is not one (the folder is made or tightened to 0700: `prepare_keys_dir`).
     """
+    prepare_keys_dir(directory)
     ring = load_keyring(directory)
     created = [new_key(p, now) for p in PURPOSES if not ring.of(p)]
     for key in created:
-        write_key(directory, key)
+        _write_key_file(directory, key)
     return Keyring(ring.keys + tuple(created)), created

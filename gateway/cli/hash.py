@@ -159,17 +159,31 @@ def hash_csv(
                 csv.reader(inp), csv.writer(dst), columns, default_region, meter
             )
             meter.finish()
+        partial.replace(out)
     except (OSError, UnicodeDecodeError, csv.Error, _BadFile) as exc:
         partial.unlink(missing_ok=True)
-        print(f"gateway hash: {src}: {exc}", file=sys.stderr)
+        print(f"gateway hash: {file_problem(exc, src=src, out=out)}", file=sys.stderr)
         return 2
-    partial.replace(out)
     print(f"gateway hash: {rows} rows, {rejected} cells rejected -> {out}", file=sys.stderr)
     return 0
 
 
 class _BadFile(Exception):
     pass
+
+
+def file_problem(exc: Exception, *, src: Path, out: Path) -> str:
+    """What went wrong, naming the file it went wrong with: `out` when its folder is missing or
+    not writable, else `src` (an I/O error of neither, say a full disk, names both)."""
+    if not isinstance(exc, OSError):
+        return f"{src}: {exc}"
+    reason = exc.strerror or type(exc).__name__
+    paths = {str(name) for name in (exc.filename, exc.filename2) if name is not None}
+    if str(src) in paths:
+        return f"{src}: {reason}"
+    if paths & {str(out), str(out.with_name(out.name + ".part"))}:
+        return f"cannot write {out}: {reason}"
+    return f"{src} -> {out}: {reason}"
 
 
 def _copy_hashed(
@@ -183,9 +197,14 @@ def _copy_hashed(
     if header is None:
         raise _BadFile("the file is empty: no header row")
     missing = [name for name, _ in columns if name not in header]
-    if missing or "error" in header:
-        problem = f"no column {missing[0]!r}" if missing else "it already has an 'error' column"
-        raise _BadFile(f"{problem}; header: {', '.join(header)}")
+    if missing:
+        # Never echo the header: a file without one starts with a person's data.
+        raise _BadFile(
+            f"no column {missing[0]!r} in the header row (its {len(header)} cells are not shown: "
+            "in a file without a header row they are a person's data)"
+        )
+    if "error" in header:
+        raise _BadFile("it already has an 'error' column")
     targets = [(header.index(name), name, kind) for name, kind in columns]
     writer.writerow([*header, "error"])
     rows = rejected = 0

@@ -1,4 +1,8 @@
-"""`gateway keys`: create the keyring, rotate a key, show key ids."""
+"""`gateway keys`: create the keyring, rotate a key, show key ids.
+
+A keys folder that is a file, a key file that cannot be read (a link to nothing) and, for
+`show`, a folder that is missing or holds no key are one line on stderr and exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import os
 from typing import Any
 
+from gateway.errors import ConfigError
 from gateway.keyring import PURPOSES, init_keyring, load_keyring, new_key, write_key
 from gateway.runtime import utc_now
 from gateway.settings import Settings
@@ -40,7 +45,14 @@ def _rotate(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    ring = load_keyring(Settings.from_env(os.environ).keys_dir)
+    """Raises ConfigError when there is no keyring to show: a mistyped GATEWAY_KEYS_DIR must
+    not look like a keyring without keys."""
+    keys_dir = Settings.from_env(os.environ).keys_dir
+    if not keys_dir.exists():
+        raise ConfigError(f"no keys folder at {keys_dir}; create one with `gateway keys init`")
+    ring = load_keyring(keys_dir)  # raises ConfigError for a file
+    if not ring.keys:
+        raise ConfigError(f"no keys in {keys_dir}; create them with `gateway keys init`")
     for purpose in PURPOSES:
         keys = ring.of(purpose)
         for i, key in enumerate(keys):

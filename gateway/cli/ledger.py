@@ -1,7 +1,10 @@
 """`gateway ledger`: verify the transfer log, export it, make a checkpoint, purge expired content.
 
 `verify` exits 0 when the log verifies, 1 naming the first entry or checkpoint that fails
-(including content purged before its retention could end: docs/ledger.md §5.2).
+(including content purged before its retention could end: docs/ledger.md §5.2), 2 when there is
+nothing to verify: a folder that is no complete export or, with SQLite, no database under
+GATEWAY_HOME. `verify` and `export` never create the database: a mistyped home must not pass
+for an empty log.
 """
 
 from __future__ import annotations
@@ -99,6 +102,33 @@ def _print(report: Report) -> int:
     return 0
 
 
+def existing_log(settings: Settings) -> None:
+    """Raises ConfigError when the log is to be read from a SQLite file that is not there
+    (opening the store would create it empty). PostgreSQL is not checked: its URL names a
+    database the operator made."""
+    if not settings.database_url and not settings.sqlite_path.is_file():
+        raise ConfigError(
+            f"no database at {settings.sqlite_path}; set GATEWAY_HOME to the service's data "
+            "folder (or GATEWAY_DATABASE_URL)"
+        )
+
+
+def _verify_offline(directory: Path, keys: list[str], as_of: date) -> int:
+    """Raises ConfigError when `directory` is not a complete export."""
+    origin, exported_keys = read_meta(directory)
+    entries = directory / "entries.jsonl"
+    if not entries.is_file():
+        raise ConfigError(f"{directory} is not a complete transfer-log export: no {entries.name}")
+    verifier = Verifier(
+        read_checkpoints(directory), vkeys=keys or exported_keys, origin=origin, as_of=as_of
+    )
+    try:
+        verifier.feed(read_leaves(directory))
+    except OSError as exc:
+        raise ConfigError(f"{entries}: cannot read it ({exc.strerror})") from exc
+    return _print(verifier.finish())
+
+
 async def verify_store(store: LedgerStore, verifier: Verifier) -> Report:
     size = await store.ledger_size()
     for start in range(0, size, CHUNK):
@@ -111,15 +141,12 @@ async def _verify(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     as_of: date = args.as_of or utc_now().date()
     if args.offline is not None:
-        origin, keys = read_meta(args.offline)
-        checkpoints = read_checkpoints(args.offline)
-        verifier = Verifier(checkpoints, vkeys=args.key or keys, origin=origin, as_of=as_of)
-        verifier.feed(read_leaves(args.offline))
-        return _print(verifier.finish())
+        return _verify_offline(args.offline, args.key, as_of)
+    vkeys = args.key or verifier_keys(settings)
+    existing_log(settings)
     store = await open_storage(settings)
     try:
         checkpoints = await store.ledger_checkpoints()
-        vkeys = args.key or verifier_keys(settings)
         verifier = Verifier(checkpoints, vkeys=vkeys, origin=settings.log_origin, as_of=as_of)
         return _print(await verify_store(store, verifier))
     finally:
@@ -128,6 +155,7 @@ async def _verify(args: argparse.Namespace) -> int:
 
 async def _export(directory: Path) -> int:
     settings = Settings.from_env(os.environ)
+    existing_log(settings)
     store = await open_storage(settings)
     try:
         checkpoints = await store.ledger_checkpoints()

@@ -12,7 +12,8 @@ command sends the file again under the same key, up to --retries times: the serv
 records it had already committed and takes the rest.
 
 Exit status: 0 when the job is done, 1 when it failed (some deliveries are dead letters),
-2 when the upload was refused (the problem is printed) or the service could not be reached.
+2 when the upload was refused (the problem is printed), the service could not be reached, or
+what answered is not the gateway (one line naming the URL and the HTTP status).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import urlencode
 
 import aiohttp
+
+from gateway.errors import PROBLEM_MEDIA_TYPE
 
 CHUNK: Final = 1 << 18
 POLL_S: Final = 0.5
@@ -114,9 +117,58 @@ def _media(path: Path) -> str | None:
     return "application/x-ndjson" if suffix in (".jsonl", ".ndjson") else "text/csv"
 
 
+class NotTheGateway(Exception):
+    """What answered is not the gateway's API: not JSON, or not the answer the API gives."""
+
+
+def is_job(body: Any) -> bool:
+    """A job as the gateway answers it: enough for this command to follow and report it."""
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("job_id"), str)
+        and isinstance(body.get("state"), str)
+        and isinstance(body.get("counts"), dict)
+        and all(isinstance(body["counts"].get(k), int) for k in ("allowed", "delivered", "failed"))
+    )
+
+
+def _not_the_gateway(resp: aiohttp.ClientResponse, where: str, expected: str) -> NotTheGateway:
+    media = resp.content_type or "no media type"
+    return NotTheGateway(
+        f"{where} answered HTTP {resp.status} ({media}), not {expected}: is --url the gateway?"
+    )
+
+
+async def _json(resp: aiohttp.ClientResponse) -> Any:
+    """The answer's JSON; None when it is not JSON (or not UTF-8)."""
+    try:
+        return await resp.json(content_type=None)
+    except ValueError:
+        return None
+
+
+async def _job(resp: aiohttp.ClientResponse, where: str) -> Any:
+    """The job in an answer. Raises NotTheGateway naming `where` and the status."""
+    body = await _json(resp)
+    if not is_job(body):
+        raise _not_the_gateway(resp, where, "a job as the gateway answers it")
+    return body
+
+
+async def _refusal(resp: aiohttp.ClientResponse, where: str) -> NoReturn:
+    """Print the gateway's problem (RFC 9457) and raise SystemExit(2); raises NotTheGateway
+    for any other answer (a proxy's page, another service's error)."""
+    body = await _json(resp) if resp.content_type == PROBLEM_MEDIA_TYPE else None
+    if not isinstance(body, dict):
+        raise _not_the_gateway(resp, where, "a problem document")
+    print(json.dumps(body, indent=2, ensure_ascii=False), file=sys.stderr)
+    raise SystemExit(2)
+
+
 async def _send(session: aiohttp.ClientSession, args: argparse.Namespace, key: str) -> Any:
     """One streamed upload. Returns the 202 body; raises SystemExit(2) on a problem answer,
-    aiohttp.ClientError when the connection broke."""
+    NotTheGateway on an answer the gateway does not give, aiohttp.ClientError when the
+    connection broke."""
     query = urlencode(
         {
             "partner": args.partner,
@@ -127,16 +179,15 @@ async def _send(session: aiohttp.ClientSession, args: argparse.Namespace, key: s
         }
     )
     progress = Progress(args.file.stat().st_size)
-    url = f"{args.url.rstrip('/')}/v1/provisions/customer-match?{query}"
+    endpoint = f"{args.url.rstrip('/')}/v1/provisions/customer-match"
     headers = {"Content-Type": _media(args.file) or "text/csv"}
     try:
-        async with session.post(url, data=_chunks(args.file, progress), headers=headers) as resp:
+        data = _chunks(args.file, progress)
+        async with session.post(f"{endpoint}?{query}", data=data, headers=headers) as resp:
             progress.end()
-            body = await resp.json(content_type=None)
             if resp.status != 202:
-                print(json.dumps(body, indent=2, ensure_ascii=False), file=sys.stderr)
-                raise SystemExit(2)
-            return body
+                await _refusal(resp, f"POST {endpoint}")
+            return await _job(resp, f"POST {endpoint}")
     finally:
         progress.end()
 
@@ -150,8 +201,9 @@ async def _follow(session: aiohttp.ClientSession, base: str, job: Any) -> Any:
             print(f"\rdelivering: {counts['delivered']:,} of {counts['allowed']:,} people "
                   f"({counts['failed']:,} failed)", end="", file=sys.stderr)  # fmt: skip
         await asyncio.sleep(POLL_S)
-        async with session.get(f"{base}/v1/jobs/{job['job_id']}") as resp:
-            job = await resp.json(content_type=None)
+        where = f"{base}/v1/jobs/{job['job_id']}"
+        async with session.get(where) as resp:
+            job = await _job(resp, f"GET {where}")
     if live:
         print(file=sys.stderr)
     return job
@@ -179,7 +231,16 @@ async def _main(args: argparse.Namespace) -> int:
               "CSV with a header row, not one JSON document", file=sys.stderr)  # fmt: skip
         return 2
     key = args.idempotency_key or file_digest(args.file)
-    headers = {"Authorization": f"Bearer {args.api_key}"}
+    try:
+        return await _upload(args, key, headers={"Authorization": f"Bearer {args.api_key}"})
+    except NotTheGateway as exc:
+        print(f"gateway upload: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _upload(args: argparse.Namespace, key: str, *, headers: dict[str, str]) -> int:
+    """Send the file (resending after a broken connection), follow the job, report it.
+    Raises NotTheGateway, SystemExit(2) on a refusal."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
         for attempt in range(args.retries + 1):

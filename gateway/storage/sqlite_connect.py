@@ -9,9 +9,10 @@ process resetting the WAL) is raised as busy for the store to hand to the reader
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from gateway.storage.migrations import SQLITE_MIGRATIONS, apply_sqlite
@@ -35,11 +36,22 @@ def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[N
     conn.execute("COMMIT")
 
 
+def create_private(path: Path) -> None:
+    """Create the database file, and its folder, readable by this user only (0600 in 0700):
+    they hold consents and the transfer log. SQLite gives the -wal and -shm files the main
+    file's mode. An existing folder or file is left as it is. Raises OSError."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the mode: only if created
+    # O_EXCL: never touch an existing file; an empty one is a new database to SQLite, so a
+    # concurrent creator loses nothing.
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """The store's connection (also the benchmark floor's): open, creating folder and file, set
-    the pragmas, migrate. Call it on the thread that will use it. Raises sqlite3.Error,
-    OSError, SchemaTooNew."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The store's connection (also the benchmark floor's): open, creating folder and file
+    (`create_private`), set the pragmas, migrate. Call it on the thread that will use it.
+    Raises sqlite3.Error, OSError, SchemaTooNew."""
+    create_private(path)
     # isolation_level=None: no implicit transactions, `transaction` says where they are.
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:

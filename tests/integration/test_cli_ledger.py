@@ -315,3 +315,36 @@ def test_a_lawful_purge_verifies_and_says_what_it_dated(tmp_path: Path) -> None:
     assert result.stdout == (
         "ok: 12 entries, 4 checkpoints verified; 3 purged: 3 not before their retention could end\n"
     )
+
+
+# nothing to verify: exit 2, never "ok" and never a traceback
+
+
+def test_an_export_without_its_entries_is_refused(
+    log_env: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, _ = log_env
+    out = tmp_path / "export"
+    assert run_gateway("ledger", "export", str(out), env=env).returncode == 0
+    (out / "entries.jsonl").unlink()
+    done = run_gateway("ledger", "verify", "--offline", str(out), env=env)
+    assert done.returncode == 2, done.stderr  # 1 would say the log failed verification
+    assert done.stderr == (
+        f"gateway: {out} is not a complete transfer-log export: no entries.jsonl\n"
+    )
+
+
+def test_a_home_without_a_database_is_no_verified_log(
+    log_env: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, _ = log_env  # a keyring that would verify
+    typo = tmp_path / "vra"
+    typo.mkdir()
+    mistyped = {**env, "GATEWAY_HOME": str(typo)}
+    for args in (("ledger", "verify"), ("ledger", "export", str(tmp_path / "out"))):
+        done = run_gateway(*args, env=mistyped)
+        assert done.returncode == 2, done.stdout
+        assert done.stderr.startswith(f"gateway: no database at {typo / 'gateway.sqlite3'};")
+        assert done.stdout == ""
+    assert list(typo.iterdir()) == []  # nothing created
+    assert not (tmp_path / "out").exists()
