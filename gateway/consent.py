@@ -10,7 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, BeforeValidator, field_validator
+from pydantic import AfterValidator, BeforeValidator, StringConstraints, field_validator
 
 from gateway.errors import FieldError, ValidationFailed
 from gateway.models import ConsentAction, ConsentEvent, Discontinuance, Frozen
@@ -63,7 +63,10 @@ def _not_blank(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_not_blank)]
+# Evidence and reasons are labels and short sentences (a notice version, a channel, why a person
+# asked to stop), not documents: the same bound for the API and the bulk import.
+MAX_TEXT: Final = 500
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT), AfterValidator(_not_blank)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp_input)]
 
 

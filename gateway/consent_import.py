@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
-from gateway.consent import EARLIEST, SUBJECT_ID_PATTERN, aware_now, parse_timestamp
+from gateway.consent import EARLIEST, MAX_TEXT, SUBJECT_ID_PATTERN, aware_now, parse_timestamp
 from gateway.errors import FieldError, ValidationFailed
 from gateway.models import Frozen
 from gateway.storage import ConsentRow, ConsentStore
@@ -92,6 +92,8 @@ def _text(record: dict[str, object], name: str) -> str | None:
         raise _Reject(RejectCode.INVALID_VALUE, f"{name}: must be a string")
     if not value.strip():
         raise _Reject(RejectCode.INVALID_VALUE, f"{name}: must not be empty")
+    if len(value) > MAX_TEXT:
+        raise _Reject(RejectCode.INVALID_VALUE, f"{name}: at most {MAX_TEXT} characters")
     return value
 
 
@@ -166,6 +168,8 @@ def _quick_row(
         if not notice.strip() or not channel.strip() or not record.keys() <= _GRANT_FIELDS:
             return None
         if disclosure is not None and (type(disclosure) is not str or not disclosure.strip()):
+            return None
+        if len(notice) > MAX_TEXT or len(channel) > MAX_TEXT or len(disclosure or "") > MAX_TEXT:
             return None
     elif action == "withdraw" and record.keys() <= _WITHDRAW_FIELDS:
         obtained = get("withdrawn_at")

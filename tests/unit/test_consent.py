@@ -319,6 +319,8 @@ REJECTIONS: list[tuple[str, bytes | dict[str, Any] | str, RejectCode]] = [
     ("jsonl", {**GRANT, "obtained_at": "2026-11-24T12:00:01Z"}, RejectCode.FUTURE_TIMESTAMP),
     ("jsonl", {**WITHDRAW, "withdrawn_at": "2027-01-01T00:00:00Z"}, RejectCode.FUTURE_TIMESTAMP),
     ("jsonl", json.dumps(GRANT)[:-1] + ', "subject_id": "m-2"}', RejectCode.INVALID_JSON),
+    ("jsonl", {**GRANT, "notice_version": "n" * 501}, RejectCode.INVALID_VALUE),
+    ("jsonl", {**GRANT, "foreign_disclosure_version": "v" * 501}, RejectCode.INVALID_VALUE),
     # Before 2000: a typing mistake, and near year 1 not even storable in UTC.
     ("jsonl", {**GRANT, "obtained_at": "0001-01-01T00:00:00+09:00"}, RejectCode.INVALID_TIMESTAMP),
     (
@@ -544,3 +546,13 @@ def test_the_earliest_plausible_time_is_2000_in_utc() -> None:
     with pytest.raises(ValidationError):
         GrantBody.model_validate({"notice_version": "n", "channel": "web",
                                   "obtained_at": "0001-01-01T00:00:00+09:00"})  # fmt: skip
+
+
+def test_evidence_is_a_label_not_a_document() -> None:
+    """The API takes what the import takes: at most MAX_TEXT characters."""
+    body = {"notice_version": "n" * 500, "channel": "web", "obtained_at": "2026-04-01T00:00:00Z"}
+    assert GrantBody.model_validate(body).notice_version == "n" * 500
+    with pytest.raises(ValidationError):
+        GrantBody.model_validate({**body, "notice_version": "n" * 501})
+    with pytest.raises(ValidationError):
+        DiscontinuanceBody.model_validate({"partners": "all", "reason": "r" * 501})
