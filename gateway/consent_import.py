@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import re
 from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
 from gateway.consent import EARLIEST, MAX_TEXT, SUBJECT_ID_PATTERN, aware_now, parse_timestamp
-from gateway.errors import FieldError, ValidationFailed
+from gateway.errors import FieldError, ValidationFailed, shown_name
 from gateway.models import Frozen
 from gateway.storage import ConsentRow, ConsentStore
 
@@ -69,12 +68,6 @@ _ALLOWED = {
     "withdraw": _COMMON | {"withdrawn_at"},
 }
 FIELDS = _ALLOWED["grant"] | _ALLOWED["withdraw"]
-_NAME_LIKE = re.compile(r"[A-Za-z0-9_. -]{1,64}")
-
-
-def _shown(name: str) -> str:
-    # A stray key or header cell could be someone's email: quote it only if it looks like a name.
-    return repr(name) if _NAME_LIKE.fullmatch(name) else "(not shown: not a field name)"
 
 
 class _Reject(Exception):
@@ -118,7 +111,7 @@ def _row(record: dict[str, object], purposes: frozenset[str], now: datetime) -> 
     """One validated line. Raises _Reject with the first problem found."""
     if not record.keys() <= FIELDS:
         unknown = min(record.keys() - FIELDS)
-        raise _Reject(RejectCode.UNKNOWN_FIELD, f"unknown field {_shown(unknown)}")
+        raise _Reject(RejectCode.UNKNOWN_FIELD, f"unknown field {shown_name(unknown)}")
     action = _required(record, "action")
     allowed = _ALLOWED.get(action)
     if allowed is None:
@@ -308,7 +301,7 @@ class _Importer:
                 errors=[FieldError("/columns", "not valid UTF-8 CSV")],
             )
         errors = [
-            FieldError(f"/columns/{i}", f"unknown column {_shown(name)}")
+            FieldError(f"/columns/{i}", f"unknown column {shown_name(name)}")
             for i, name in enumerate(names)
             if name not in FIELDS
         ]

@@ -21,6 +21,7 @@ are not meant to be dereferenced; the service also documents each one at `/probl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -31,6 +32,21 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 def problem_type(slug: str) -> str:
     return PROBLEM_TYPE_PREFIX + slug
+
+
+# A key, header cell or query parameter the caller sent may be anything they had to hand,
+# an email or a name: a message repeats it only when it is shaped like this API's names.
+_NAME_LIKE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def name_like(name: str) -> bool:
+    """Whether `name` is shaped like this API's field and parameter names."""
+    return _NAME_LIKE.fullmatch(name) is not None
+
+
+def shown_name(name: str) -> str:
+    """`name` quoted for a message if it is name_like; else a phrase saying it is not shown."""
+    return repr(name) if name_like(name) else "(not shown: not a field name)"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Literal
 from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells, has_duplicate_keys
 from gateway.delivery.outbox import Rejection
-from gateway.errors import FieldError, ValidationFailed
+from gateway.errors import FieldError, ValidationFailed, shown_name
 
 __all__ = ["read_records", "subject_record"]
 
@@ -73,13 +73,19 @@ def _header(raw: bytes | None, columns: frozenset[str]) -> list[str]:
     if twice:  # which cell would win is a guess: a value could be lost silently
         raise ValidationFailed(
             "the CSV header names a column twice",
-            errors=[FieldError("/header", f"column named twice: {name}") for name in twice[:20]],
+            errors=[
+                FieldError("/header", f"column named twice: {shown_name(name)}")
+                for name in twice[:20]
+            ],
         )
     unknown = [c for c in cells if c != "subject_id" and c not in columns]
     if unknown:
         raise ValidationFailed(
             "the CSV header names unknown columns",
-            errors=[FieldError("/header", f"unknown column: {name}") for name in unknown[:20]],
+            errors=[
+                FieldError("/header", f"unknown column: {shown_name(name)}")
+                for name in unknown[:20]
+            ],
         )
     return cells
 

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway.errors import FieldError, Forbidden, ValidationFailed
+from gateway.errors import FieldError, Forbidden, ValidationFailed, name_like
 from gateway.models import ClientRecord, Role
 from gateway.web.auth import authenticate
 
@@ -112,9 +112,10 @@ def _unknown_parameters(request: web.Request, declared: frozenset[str]) -> Valid
     name is mistyped (`subject=` for `subject_id=`) would otherwise answer with everyone."""
     unknown = sorted(set(request.query) - declared)
     takes = ", ".join(sorted(declared))
+    named = [name for name in unknown if name_like(name)]  # never an email pasted as a name
     return ValidationFailed(
-        f"unknown query parameter(s); this endpoint takes: {takes}",
-        errors=[FieldError.query(name, "not a parameter of this endpoint") for name in unknown],
+        f"{len(unknown)} unknown query parameter(s); this endpoint takes: {takes}",
+        errors=[FieldError.query(name, "not a parameter of this endpoint") for name in named],
     )
 
 

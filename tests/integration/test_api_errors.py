@@ -111,6 +111,11 @@ async def test_an_unknown_query_parameter_is_refused_not_ignored(api: Api) -> No
         {"parameter": "subject", "detail": "not a parameter of this endpoint"}
     ]
     assert "subject_id" in body["detail"]  # what it takes
+    status, body = await _problem(
+        api, "GET", "/v1/transfers?dana%40example.com=1", role=Role.COMPLIANCE
+    )
+    assert status == 422
+    assert "dana" not in json.dumps(body)  # a parameter that is no name is counted, not named
 
 
 async def test_head_answers_where_get_does(api: Api) -> None:

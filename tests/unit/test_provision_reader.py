@@ -74,7 +74,14 @@ async def test_a_column_named_twice_is_refused() -> None:
     """Which cell would win is a guess: one value would be lost without a word."""
     with pytest.raises(ValidationFailed, match="twice") as caught:
         await read([b"subject_id,email,email\r\ncust-1,a@b.c,d@e.f\r\n"], "csv")
-    assert [e.detail for e in caught.value.errors] == ["column named twice: email"]
+    assert [e.detail for e in caught.value.errors] == ["column named twice: 'email'"]
+
+
+async def test_a_header_cell_that_is_no_column_name_is_not_repeated() -> None:
+    """A file without a header row: its first line is a person's data."""
+    with pytest.raises(ValidationFailed) as caught:
+        await read([b"subject_id,hanako.sato@example.jp\r\n"], "csv")
+    assert "hanako" not in str([e.detail for e in caught.value.errors])
 
 
 async def test_jsonl_with_a_byte_order_mark() -> None:
