@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -94,3 +95,34 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await opened.close()
         if schema is not None:
             await drop_schema(os.environ[PG_URL_ENV], schema)
+
+
+@asynccontextmanager
+async def store_on_old_schema(
+    backend: str,
+    tmp_path: Path,
+    write_sqlite: Callable[[Path], None],
+    write_postgres: Callable[[str, str], Awaitable[None]],
+) -> AsyncIterator[SqliteStore | PostgresStore]:
+    """A store opened (so migrated) on a database an earlier version wrote: `write_sqlite(path)`
+    or `await write_postgres(url, schema)` builds it; a PostgreSQL schema is dropped after."""
+    if backend == "sqlite":
+        path = tmp_path / "var" / "gateway.sqlite3"
+        write_sqlite(path)
+        store: SqliteStore | PostgresStore = await SqliteStore.open(path)
+        try:
+            yield store
+        finally:
+            await store.close()
+        return
+    url = pg_test_url()
+    schema = new_schema_name()
+    try:
+        await write_postgres(url, schema)
+        store = await PostgresStore.open(url, schema=schema)
+        try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        await drop_schema(url, schema)

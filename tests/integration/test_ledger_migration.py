@@ -34,7 +34,7 @@ from gateway.storage.migrations import (
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
-from tests.conftest import BACKENDS, drop_schema, new_schema_name, pg_test_url
+from tests.conftest import BACKENDS, store_on_old_schema
 from tests.integration.test_ledger_store import EXPIRED, TODAY, record, subject_rows
 
 ORIGIN = "gateway.test/transfer-log"
@@ -137,22 +137,14 @@ async def migrated(
 ) -> AsyncIterator[SqliteStore | PostgresStore]:
     """A store opened on a version-3 database holding OLD entries and a checkpoint of 30."""
     checkpoint = signed(keyring, 30)
-    if request.param == "sqlite":
-        path = tmp_path / "var" / "gateway.sqlite3"
-        write_sqlite_v3(path, checkpoint)
-        store: SqliteStore | PostgresStore = await SqliteStore.open(path)
-        yield store
-        await store.close()
-        return
-    url = pg_test_url()
-    schema = new_schema_name()
-    try:
+
+    async def write_postgres(url: str, schema: str) -> None:
         await write_postgres_v3(url, schema, checkpoint)
-        store = await PostgresStore.open(url, schema=schema)
+
+    async with store_on_old_schema(
+        request.param, tmp_path, lambda path: write_sqlite_v3(path, checkpoint), write_postgres
+    ) as store:
         yield store
-        await store.close()
-    finally:
-        await drop_schema(url, schema)
 
 
 async def rows(store: SqliteStore | PostgresStore, sql: str) -> list[tuple[Any, ...]]:

@@ -29,7 +29,7 @@ from gateway.storage.migrations import (
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
-from tests.conftest import BACKENDS, drop_schema, new_schema_name, pg_test_url
+from tests.conftest import BACKENDS, store_on_old_schema
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 V6 = 6
@@ -111,22 +111,10 @@ async def migrated(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[SqliteStore | PostgresStore]:
     """A store opened on a version-6 database holding OLD_ROWS."""
-    if request.param == "sqlite":
-        path = tmp_path / "var" / "gateway.sqlite3"
-        write_sqlite_v6(path)
-        store: SqliteStore | PostgresStore = await SqliteStore.open(path)
+    async with store_on_old_schema(
+        request.param, tmp_path, write_sqlite_v6, write_postgres_v6
+    ) as store:
         yield store
-        await store.close()
-        return
-    url = pg_test_url()
-    schema = new_schema_name()
-    try:
-        await write_postgres_v6(url, schema)
-        store = await PostgresStore.open(url, schema=schema)
-        yield store
-        await store.close()
-    finally:
-        await drop_schema(url, schema)
 
 
 async def listed(store: SqliteStore | PostgresStore, job_id: str, limit: int) -> list[Any]:

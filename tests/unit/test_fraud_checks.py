@@ -204,24 +204,28 @@ async def test_the_breaker_counts_checks_not_attempts(contracts: Any) -> None:
     assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
 
 
+async def cancel_mid_call(checks: FraudChecks, transport: Any, clock: Any) -> None:
+    """A check whose provider never answers, cancelled while it waits (its caller left)."""
+
+    async def stuck(url: str, body: bytes, **_: Any) -> HttpResponse:
+        await asyncio.Event().wait()
+        raise AssertionError("never answers")
+
+    transport.post = stuck
+    task = asyncio.create_task(run(checks, clock))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_a_cancelled_trial_does_not_leave_the_circuit_stuck(contracts: Any) -> None:
     settings = FraudSettings(breaker_failures=1, breaker_reset_s=5.0)
     contracts[PARTNER] = contracts[PARTNER].model_copy(update={"fraud": settings})
     checks, transport, _, clock = make(contracts, [refused, refused])
     await run(checks, clock)
     clock.now += 5.0
-    gate = asyncio.Event()
-
-    async def stuck(url: str, body: bytes, **_: Any) -> HttpResponse:
-        await gate.wait()
-        raise AssertionError("never answers")
-
-    transport.post = stuck  # type: ignore[method-assign]
-    task = asyncio.create_task(run(checks, clock))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_mid_call(checks, transport, clock)
     breaker = checks.route(PARTNER).breaker
     assert breaker.state is BreakerState.OPEN  # the trial failed: open again, not stuck
     clock.now += 5.0
@@ -306,18 +310,7 @@ def test_the_limit_must_let_a_check_out(contracts: Any) -> None:
 async def test_a_cancelled_check_gives_its_slot_back(contracts: Any) -> None:
     checks, transport, _, clock = make(contracts, [answer()], max_in_flight=1)
     scripted = transport.post
-    gate = asyncio.Event()
-
-    async def stuck(url: str, body: bytes, **_: Any) -> HttpResponse:
-        await gate.wait()
-        raise AssertionError("never answers")
-
-    transport.post = stuck  # type: ignore[method-assign]
-    task = asyncio.create_task(run(checks, clock))
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    await cancel_mid_call(checks, transport, clock)
     transport.post = scripted  # type: ignore[method-assign]
     assert (await run(checks, clock))["fallback"] is False
 

@@ -272,11 +272,10 @@ def test_plan_chunk_equals_the_reference_planner(
     assert planned(plan_chunk, contract, region, lines, states) == expected
 
 
-def test_the_common_case_is_planned_as_the_reference_does() -> None:
-    """Allowed people with an email and a phone (some without a phone), consent granted: the
-    bulk upload's shape, more than one request's worth, in both consent groups."""
-    grant = ConsentEvent(
-        subject_id="s",
+def _grant(subject_id: str) -> ConsentEvent:
+    """A current grant for the Customer Match purpose, with the foreign disclosure Google needs."""
+    return ConsentEvent(
+        subject_id=subject_id,
         purpose=PURPOSE,
         action=ConsentAction.GRANT,
         effective_at=NOW - timedelta(days=3),
@@ -286,6 +285,12 @@ def test_the_common_case_is_planned_as_the_reference_does() -> None:
         recorded_at=NOW,
         recorded_by="t",
     )
+
+
+def test_the_common_case_is_planned_as_the_reference_does() -> None:
+    """Allowed people with an email and a phone (some without a phone), consent granted: the
+    bulk upload's shape, more than one request's worth, in both consent groups."""
+    grant = _grant("s")
     lines: list[tuple[int, object]] = []
     states: dict[str, SubjectState] = {}
     for n in range(MAX_MEMBERS + 1500):
@@ -521,18 +526,7 @@ def test_what_an_allowed_record_does_not_send_is_reported() -> None:
     (the raw one wins even where the contract lists the pre-hashed field first): each one
     a rejection, and the log's items list only what was sent."""
     subject = "cust-1"
-    grant = ConsentEvent(
-        subject_id=subject,
-        purpose=PURPOSE,
-        action=ConsentAction.GRANT,
-        effective_at=NOW - timedelta(days=3),
-        notice_version="pn-1",
-        channel="web",
-        foreign_disclosure_version="us-google-2025-04",
-        recorded_at=NOW,
-        recorded_by="t",
-    )
-    states = {subject: SubjectState(subject_id=subject, consents={PURPOSE: grant})}
+    states = {subject: SubjectState(subject_id=subject, consents={PURPOSE: _grant(subject)})}
     lines: list[tuple[int, object]] = [
         (1, {"subject_id": subject, "email": "a@b.com", "given_name": "Only"}),
         (2, {"subject_id": subject, "email": "a@b.com", "email_sha256": HEX}),
