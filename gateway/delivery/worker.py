@@ -231,7 +231,7 @@ class DeliveryWorker:
             await self._finish(row, DeliveryState.DEAD, attempts, _error_text(exc))
             return
         meta = await self._finish(row, DeliveryState.DELIVERED, attempts, None)
-        if meta is not None and row.operation == "ingest":
+        if meta is not None:  # Removals.after_delivery looks at ingests only
             await self._remove_stopped(row, meta)
 
     async def _remove_stopped(self, row: PendingDelivery, meta: DeliveryMeta) -> None:
