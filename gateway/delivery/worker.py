@@ -18,6 +18,9 @@ withdrew: a request pending under retries, or a dead letter replayed. Either the
 committed before the worker's check, which then sees it, or after the check began, when the
 `delivered` entries were already committed and the withdrawal's own scan of the log sees
 them: no order leaves the person at the partner (docs/provisions.md, "Removal on withdrawal").
+The check is owed in the store from the `delivered` commit until it has run (migration 8): one
+cut off by a crash, or failed on every retry, is run by the sweep at the next start or within
+`removal_sweep_s`.
 
 Start: `start()` picks up every pending row, including those of a previous run. Stop:
 `stop(grace_s)` takes no new rows and lets the ones under way finish within the grace
@@ -77,6 +80,7 @@ ERROR_TEXT_MAX: Final = 300
 # (a store that is briefly unavailable must not leave a withdrawn person at the partner).
 REMOVAL_CHECK_ATTEMPTS: Final = 5
 REMOVAL_CHECK_WAIT_S: Final = 0.2  # doubled after each failed try
+SWEEP_PAGE: Final = 100  # owed removal checks read at once
 
 
 class OutcomeLog(Protocol):
@@ -92,6 +96,7 @@ class WorkerSettings:
     concurrency: int = 4  # requests in flight at once, over all partners
     poll_s: float = 0.5  # how often to look for due rows when nobody wakes the worker
     request_limit_s: float = 60.0  # one attempt's time limit (a 10,000-member upload)
+    removal_sweep_s: float = 60.0  # how often owed removal checks are looked for (and at start)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -122,7 +127,9 @@ class DeliveryWorker:
         self._wakeup = asyncio.Event()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()
         self._removals = Removals(
             store=store, ledger=ledger, contracts=contracts, clock=clock, new_id=new_id
         )
@@ -133,6 +140,7 @@ class DeliveryWorker:
         """Begin delivering (pending rows of earlier runs included)."""
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+            self._sweep_task = asyncio.create_task(self._sweep(), name="removal-check-sweep")
 
     def wake(self) -> None:
         """New rows were committed: look now rather than at the next poll."""
@@ -142,9 +150,14 @@ class DeliveryWorker:
         """Take nothing new; let deliveries under way finish within `grace_s`, then cancel the
         rest (they stay pending and resume at the next start)."""
         self._stopping = True
+        self._stopped.set()
         self._wakeup.set()
         if self._loop_task is not None:
             await self._loop_task
+        if self._sweep_task is not None:  # a check it cuts off stays owed, for the next start
+            self._sweep_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep_task
         tasks = list(self._in_flight.values())
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=grace_s)
@@ -238,11 +251,12 @@ class DeliveryWorker:
         """Who in the delivered ingest has withdrawn or asked to stop since is removed again
         (APPI Art. 35). It runs once the `delivered` entries are committed: see the module
         docstring for why no withdrawal can then slip between. A failure is retried, then
-        logged as an error for compliance to follow up, never dropped silently."""
+        logged as an error; the check stays owed, and the sweep runs it again."""
         wait = REMOVAL_CHECK_WAIT_S
         for attempt in range(1, REMOVAL_CHECK_ATTEMPTS + 1):
             try:
                 queued = await self._removals.after_delivery(row, meta)
+                await self._store.removal_checked(row.delivery_id)
             except Exception as exc:  # the store or the log failed: try again, then say so
                 if attempt == REMOVAL_CHECK_ATTEMPTS:
                     log.error(
@@ -258,6 +272,30 @@ class DeliveryWorker:
             if queued:
                 self._wakeup.set()  # the remove requests are due now
             return
+
+    async def _sweep(self) -> None:
+        """Run the removal checks owed (migration 8) at start, then every removal_sweep_s."""
+        while not self._stopping:
+            try:
+                await self.run_owed_checks()
+            except Exception:  # the store failed: the checks stay owed; say so, try later
+                log.exception("removal_sweep_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopped.wait(), self._settings.removal_sweep_s)
+
+    async def run_owed_checks(self) -> None:
+        """The owed checks no delivery of this worker is running: those a crash cut off or
+        that failed every retry. One run twice (a delivery that ended meanwhile, another
+        instance's sweep) queues nothing twice (Removals)."""
+        after = 0
+        while not self._stopping:
+            rows = await self._store.removal_checks_owed(after_seq=after, limit=SWEEP_PAGE)
+            for row in rows:
+                if row.delivery_id not in self._in_flight:
+                    await self._remove_stopped(row, DeliveryMeta.decode(row.meta))
+            if len(rows) < SWEEP_PAGE:
+                return
+            after = rows[-1].seq
 
     async def _send(self, contract: PartnerContract, row: PendingDelivery) -> HttpResponse:
         """One attempt. Raises TransportError, RetryableFailure, PermanentFailure."""

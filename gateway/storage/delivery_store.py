@@ -70,6 +70,13 @@ class DeliveryStore(Protocol):
 
     async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]: ...
 
+    async def removal_checks_owed(self, *, after_seq: int, limit: int) -> list[PendingDelivery]:
+        """Delivered ingests whose check for withdrawals since is owed (migration 8), oldest
+        first, at most `limit` after `after_seq`. Raises StorageError."""
+
+    async def removal_checked(self, delivery_id: str) -> None:
+        """The row's check for withdrawals has run. Raises StorageError."""
+
     async def record_attempt(
         self,
         delivery_id: str,
@@ -155,6 +162,12 @@ class SqliteDeliveryMixin:
     async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]:
         return await self._run(partial(lite.deliveries_of_transfer, transfer_id=transfer_id))
 
+    async def removal_checks_owed(self, *, after_seq: int, limit: int) -> list[PendingDelivery]:
+        return await self._run(partial(lite.removal_checks_owed, after_seq=after_seq, limit=limit))
+
+    async def removal_checked(self, delivery_id: str) -> None:
+        await self._run(partial(lite.removal_checked, delivery_id=delivery_id))
+
     async def record_attempt(
         self,
         delivery_id: str,
@@ -232,6 +245,12 @@ class PostgresDeliveryMixin:
 
     async def deliveries_of_transfer(self, transfer_id: str) -> list[PendingDelivery]:
         return await self._pg(pg.deliveries_of_transfer, transfer_id)
+
+    async def removal_checks_owed(self, *, after_seq: int, limit: int) -> list[PendingDelivery]:
+        return await self._pg(pg.removal_checks_owed, after_seq=after_seq, limit=limit)
+
+    async def removal_checked(self, delivery_id: str) -> None:
+        await self._pg(pg.removal_checked, delivery_id)
 
     async def record_attempt(
         self,

@@ -22,7 +22,8 @@ UTC, PostgreSQL as timestamptz; partners lists are JSON arrays, NULL meaning eve
                       deliveries to make, provision jobs and the records they did not send
                       (gateway/storage/outbox_schema.py); migration 7
                       (gateway/storage/rejections_schema_v7.py) keys job_rejections by
-                      (job_id, line, ordinal)
+                      (job_id, line, ordinal); migration 8 (removal_check_schema_v8.py) adds
+                      outbox.removal_check, the check for withdrawals an ingest's delivery owes
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from gateway.storage.ledger_schema_v4 import POSTGRES_V4, SQLITE_V4
 from gateway.storage.ledger_schema_v6 import POSTGRES_V6, SQLITE_V6
 from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
 from gateway.storage.rejections_schema_v7 import POSTGRES_V7, SQLITE_V7
+from gateway.storage.removal_check_schema_v8 import POSTGRES_V8, SQLITE_V8, V8_NAME
 from gateway.storage.summaries_schema import POSTGRES_SUMMARIES, SQLITE_SUMMARIES
 
 
@@ -217,6 +219,7 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "attribute-estimation summaries", SQLITE_SUMMARIES),
     Migration(6, _V6_NAME, SQLITE_V6),
     Migration(7, _V7_NAME, SQLITE_V7),
+    Migration(8, V8_NAME, SQLITE_V8),
 )
 
 POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
@@ -275,6 +278,7 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "attribute-estimation summaries", POSTGRES_SUMMARIES),
     Migration(6, _V6_NAME, POSTGRES_V6),
     Migration(7, _V7_NAME, POSTGRES_V7),
+    Migration(8, V8_NAME, POSTGRES_V8),
 )
 
 

@@ -34,7 +34,9 @@ Held: TypeAlias = "asyncpg.pool.PoolConnectionProxy[Any]"
 _INSERT: Final = """INSERT INTO outbox (delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, next_attempt_at, created_at,
     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11)"""
-_DONE: Final = """UPDATE outbox SET state = $1, attempts = $2, last_error = $3, updated_at = $4
+# A delivered ingest owes its check for withdrawals until the worker has run it (migration 8).
+_DONE: Final = """UPDATE outbox SET state = $1, attempts = $2, last_error = $3, updated_at = $4,
+    removal_check = removal_check OR ($1 = 'delivered' AND operation = 'ingest')
     WHERE delivery_id = $5"""
 # jsonb addition of counts happens in Python under a row lock: deltas must not be lost when
 # two instances progress the same job (they do not today: one request feeds one job).
@@ -79,6 +81,10 @@ _OF_TRANSFER: Final = """SELECT seq, delivery_id, job_id, partner_id, operation,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error
     FROM outbox WHERE transfer_id = $1
     ORDER BY seq"""
+_CHECKS_OWED: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error
+    FROM outbox WHERE removal_check AND seq > $1 ORDER BY seq LIMIT $2"""
+_CHECKED: Final = "UPDATE outbox SET removal_check = false WHERE delivery_id = $1"
 _ONE: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error
     FROM outbox WHERE delivery_id = $1"""
@@ -223,6 +229,14 @@ async def delivery(pool: Pool, delivery_id: str) -> PendingDelivery | None:
 
 async def deliveries_of_transfer(pool: Pool, transfer_id: str) -> list[PendingDelivery]:
     return [_delivery(r) for r in await pool.fetch(_OF_TRANSFER, transfer_id)]
+
+
+async def removal_checks_owed(pool: Pool, *, after_seq: int, limit: int) -> list[PendingDelivery]:
+    return [_delivery(r) for r in await pool.fetch(_CHECKS_OWED, after_seq, limit)]
+
+
+async def removal_checked(pool: Pool, delivery_id: str) -> None:
+    await pool.execute(_CHECKED, delivery_id)
 
 
 async def record_attempt(

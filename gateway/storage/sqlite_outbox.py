@@ -30,8 +30,11 @@ from gateway.storage.sqlite_time import from_micros, to_micros
 _INSERT: Final = """INSERT INTO outbox (delivery_id, job_id, partner_id, operation, transfer_id,
     first_index, entry_count, content_type, payload, meta, next_attempt_at, created_at,
     updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_DONE: Final = """UPDATE outbox SET state = ?, attempts = ?, last_error = ?, updated_at = ?
-    WHERE delivery_id = ?"""
+# A delivered ingest owes its check for withdrawals until the worker has run it (migration 8).
+_DONE: Final = """UPDATE outbox SET state = ?1, attempts = ?2, last_error = ?3, updated_at = ?4,
+    removal_check = CASE WHEN ?1 = 'delivered' AND operation = 'ingest' THEN 1
+        ELSE removal_check END
+    WHERE delivery_id = ?5"""
 _PROGRESS: Final = """UPDATE jobs SET records_done = ?, input_complete = ?, counts = ?,
     updated_at = ? WHERE job_id = ?"""
 _COUNTS: Final = "SELECT counts FROM jobs WHERE job_id = ?"
@@ -74,6 +77,10 @@ _OF_TRANSFER: Final = """SELECT seq, delivery_id, job_id, partner_id, operation,
     first_index, entry_count, content_type, payload, meta, state, attempts, last_error
     FROM outbox WHERE transfer_id = ?
     ORDER BY seq"""
+_CHECKS_OWED: Final = """SELECT seq, delivery_id, job_id, partner_id, operation, transfer_id,
+    first_index, entry_count, content_type, payload, meta, state, attempts, last_error
+    FROM outbox WHERE removal_check = 1 AND seq > ? ORDER BY seq LIMIT ?"""
+_CHECKED: Final = "UPDATE outbox SET removal_check = 0 WHERE delivery_id = ?"
 _ATTEMPTED: Final = """UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?,
     updated_at = ? WHERE delivery_id = ? AND state = 'pending'"""
 _REPLAY: Final = """UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,
@@ -215,6 +222,17 @@ def delivery(conn: sqlite3.Connection, delivery_id: str) -> PendingDelivery | No
 
 def deliveries_of_transfer(conn: sqlite3.Connection, transfer_id: str) -> list[PendingDelivery]:
     return [_delivery(row) for row in conn.execute(_OF_TRANSFER, (transfer_id,))]
+
+
+def removal_checks_owed(
+    conn: sqlite3.Connection, *, after_seq: int, limit: int
+) -> list[PendingDelivery]:
+    return [_delivery(r) for r in conn.execute(_CHECKS_OWED, (after_seq, limit))]
+
+
+def removal_checked(conn: sqlite3.Connection, delivery_id: str) -> None:
+    with transaction(conn):
+        conn.execute(_CHECKED, (delivery_id,))
 
 
 def record_attempt(
