@@ -51,7 +51,9 @@ _Request = tuple[str, LegalBasis, tuple[str, ...], str | None, str | None, str |
 
 
 class DecisionCache:
-    """`decide` with memory. One per upload (or chunk): contracts and time move on."""
+    """`decide` with memory: one per upload chunk, or one for the fraud checks of a process.
+    At MAX_ENTRIES answers it forgets them all and starts afresh (contracts and days move on,
+    and the answers of a day past are never asked for again)."""
 
     def __init__(self) -> None:
         # (request, contract, day) -> the person's projection -> (decision, its pickled state)
@@ -133,9 +135,12 @@ class DecisionCache:
         return entries
 
     def _keep(self, entries: dict[Hashable, _Entry], key: Hashable, decision: Decision) -> None:
-        if self._size < MAX_ENTRIES:
-            entries[key] = (decision, decision.__getstate__(), _evidence_mode(decision))
-            self._size += 1
+        if self._size >= MAX_ENTRIES:  # a long-lived cache (fraud checks: new days, contracts)
+            for kept in self._cache.values():  # starts afresh; the dicts stay bound
+                kept.clear()
+            self._size = 0
+        entries[key] = (decision, decision.__getstate__(), _evidence_mode(decision))
+        self._size += 1
 
 
 Evidence = dict[str, str]

@@ -20,7 +20,8 @@ its budget gone); and a timeout is the provider's only if its request left with 
 the budget, else (the gateway itself was slow) it is `gateway_busy` too.
 
 The per-partner parts (purpose, basis, URL, headers, breaker) are derived once per contract
-(`_Route`); the hot path is one store read (`subject_states`), the policy decision, the
+(`_Route`); the hot path is one store read (`subject_states`), the policy decision (the rules
+run once per kind of person and request: `DecisionCache`, proven equal to `policy.decide`), the
 provider call and one `Ledger.append` (group-committed).
 """
 
@@ -49,11 +50,13 @@ from gateway.delivery.transport import (
     is_retryable_status,
 )
 from gateway.errors import FieldError, NotFound, ValidationFailed
-from gateway.ledger.entries import Outcome, receipt_entry, to_record
+from gateway.ledger.entries import Outcome
+from gateway.ledger.receipts import ReceiptEntries
 from gateway.ledger.service import Ledger
 from gateway.ledger.templates import TransferEntries
 from gateway.models import PartnerKind, SubjectState
-from gateway.policy import Decision, ProvisionItem, decide
+from gateway.policy import Decision, ProvisionItem
+from gateway.policy_cache import DecisionCache
 from gateway.provisions.fraud_answers import (
     FALLBACK_REASONS,
     ProviderCall,
@@ -90,6 +93,7 @@ class _Route:
     fallback: FraudDecision
     breaker: CircuitBreaker
     slots: _Slots
+    receipts: ReceiptEntries  # the verdicts' log entries, from one template
 
 
 class _Slots:
@@ -145,6 +149,7 @@ class FraudChecks:
         self._default_region = default_region
         self._max_in_flight = max_in_flight
         self._routes: dict[str, _Route] = {}
+        self._decisions = DecisionCache()
 
     def route(self, partner: str) -> _Route:
         """The partner's route, derived on first use and again whenever its contract object
@@ -194,6 +199,12 @@ class FraudChecks:
                 clock=self._monotonic,
             ),
             slots=_Slots(self._max_in_flight),
+            receipts=ReceiptEntries(
+                contract=contract,
+                purpose=FRAUD_PURPOSE,
+                items=RECEIPT_ITEMS,
+                obtained_by=OBTAINED_BY,
+            ),
         )
 
     async def check(
@@ -211,8 +222,18 @@ class FraudChecks:
         states = await self._store.subject_states([subject_id])
         state = states.get(subject_id) or SubjectState(subject_id=subject_id)
         now = self._clock()
-        item = route.item.model_copy(update={"subject_id": subject_id, "fields": tuple(order)})
-        decision = decide(item, route.contract, state, now)
+        item = route.item
+        decision = self._decisions.decide_request(  # policy.decide, once per kind of person
+            subject_id=subject_id,
+            purpose=item.purpose,
+            legal_basis=item.legal_basis,
+            fields=tuple(order),
+            contract=route.contract,
+            state=state,
+            now=now,
+            rationale=item.rationale,
+            approver=item.approver,
+        )
         check_id = self._new_id()
         if not decision.allowed:  # nothing leaves; the denial is recorded (Art. 29, rule 7)
             reasons = [r.code for r in decision.reasons if r.code != "fields_dropped"]
@@ -337,17 +358,13 @@ class FraudChecks:
         )
         records = [provision]
         if call is not None and call.verdict is not None:
-            receipt = receipt_entry(
-                contract=route.contract,
-                purpose=decision.purpose,
-                transfer_id=check_id,
+            receipt = route.receipts.record(
                 entry_id=self._new_id(),
+                transfer_id=check_id,
                 time=self._clock(),
                 subject_id=decision.subject_id,
                 subject_key=key,
-                items=RECEIPT_ITEMS,
-                obtained_by=OBTAINED_BY,
                 payload_sha256=call.response_sha256,
             )
-            records.append(to_record(receipt))
+            records.append(receipt)
         await self._ledger.append(records)

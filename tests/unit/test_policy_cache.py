@@ -226,3 +226,20 @@ def test_a_consent_not_yet_in_effect_is_not_taken_from_the_cache() -> None:
         answers.append(cache.decide(item, contract, state, NOW))
         assert answers[-1] == decide(item, contract, state, NOW)
     assert [a.allowed for a in answers] == [True, False]
+
+
+def test_a_full_cache_starts_afresh_and_answers_as_decide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-lived cache (the fraud checks') forgets everything at MAX_ENTRIES, then keeps
+    caching: it neither grows without bound nor stops caching once full."""
+    monkeypatch.setattr("gateway.policy_cache.MAX_ENTRIES", 2)
+    contract = CONTRACTS["google-customer-match"]
+    cache = DecisionCache()
+    kinds = [("email",), ("phone",), ("email", "phone")]  # three kinds of request
+    for fields in [*kinds, kinds[2]]:
+        item = ProvisionItem(
+            subject_id="s-1", purpose="ad_customer_match", legal_basis=LegalBasis.CONSENT,
+            fields=fields,
+        )  # fmt: skip
+        state = SubjectState(subject_id="s-1")
+        assert cache.decide(item, contract, state, NOW) == decide(item, contract, state, NOW)
+    assert cache.hits == 1  # the third kind, kept after the cache started afresh
