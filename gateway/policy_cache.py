@@ -58,6 +58,7 @@ class DecisionCache:
     def __init__(self) -> None:
         # (request, contract, day) -> the person's projection -> (decision, its pickled state)
         self._cache: dict[Hashable, dict[Hashable, _Entry]] = {}
+        self._contracts: dict[int, PartnerContract] = {}  # by id: see _entries
         self._size = 0
         self._day: tuple[datetime | None, date | None] = (None, None)
         self.hits = 0
@@ -128,16 +129,27 @@ class DecisionCache:
             self._day = (now, today)
         return today
 
-    def _entries(self, key: Hashable) -> dict[Hashable, _Entry]:
+    def _entries(self, key: Hashable, contract: PartnerContract) -> dict[Hashable, _Entry]:
+        """The answers for `key`, which holds id(contract): the contract is kept alive as
+        long as they are, so its id cannot pass to another contract (a reloaded one) and
+        bring it this one's answers."""
         entries = self._cache.get(key)
         if entries is None:
             entries = self._cache[key] = {}
+            self._contracts[id(contract)] = contract
         return entries
 
-    def _keep(self, entries: dict[Hashable, _Entry], key: Hashable, decision: Decision) -> None:
-        if self._size >= MAX_ENTRIES:  # a long-lived cache (fraud checks: new days, contracts)
-            for kept in self._cache.values():  # starts afresh; the dicts stay bound
-                kept.clear()
+    def _keep(self, owner: RequestDecisions, key: Hashable, decision: Decision) -> None:
+        """Keep `decision` among `owner`'s answers under the person's projection `key`. A full
+        cache (a long-lived one: the fraud checks', over new days and reloaded contracts)
+        forgets every answer and contract but the owner's: RequestDecisions made before
+        then still hold their own dicts, which are then no longer shared (wasted, not
+        wrong)."""
+        entries = owner._entries
+        if self._size >= MAX_ENTRIES:
+            entries.clear()
+            self._cache = {owner._key: entries}
+            self._contracts = {id(owner._contract): owner._contract}
             self._size = 0
         entries[key] = (decision, decision.__getstate__(), _evidence_mode(decision))
         self._size += 1
@@ -179,7 +191,8 @@ class RequestDecisions:
         self._partner_id = contract.id
         self._now = now
         today = cache._today(now)
-        self._entries = cache._entries((id(contract), contract.id, today, request))
+        self._key = (id(contract), contract.id, today, request)
+        self._entries = cache._entries(self._key, contract)
 
     def decide(
         self, subject_id: str, state: SubjectState, item: ProvisionItem | None = None
@@ -232,7 +245,7 @@ class RequestDecisions:
                 pri_confirmation=pri_confirmation,
             )
         decision = decide(item, self._contract, state, self._now)
-        self._cache._keep(self._entries, key, decision)
+        self._cache._keep(self, key, decision)
         return decision
 
 

@@ -243,3 +243,21 @@ def test_a_full_cache_starts_afresh_and_answers_as_decide(monkeypatch: pytest.Mo
         state = SubjectState(subject_id="s-1")
         assert cache.decide(item, contract, state, NOW) == decide(item, contract, state, NOW)
     assert cache.hits == 1  # the third kind, kept after the cache started afresh
+
+
+def test_a_reloaded_contract_never_gets_the_answers_of_one_gone_before() -> None:
+    """Answers are kept by id(contract); a contract replaced and dropped (a reload) must not
+    pass its id, and its answers, to the next one made in its place."""
+    base = CONTRACTS["google-customer-match"]
+    purpose = base.purposes["ad_customer_match"]
+    narrower = {"ad_customer_match": purpose.model_copy(update={"fields": {}})}
+    cache = DecisionCache()
+    state = SubjectState(subject_id="s-1")
+    item = ProvisionItem(
+        subject_id="s-1", purpose="ad_customer_match", legal_basis=LegalBasis.CONSENT,
+        fields=("email",),
+    )  # fmt: skip
+    for n in range(50):
+        reloaded = base.model_copy(update={"purposes": narrower} if n % 2 else {})
+        assert cache.decide(item, reloaded, state, NOW) == decide(item, reloaded, state, NOW)
+        del reloaded  # gone: the next copy may be made where it was
