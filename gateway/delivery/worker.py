@@ -287,15 +287,18 @@ class DeliveryWorker:
         """The owed checks no delivery of this worker is running: those a crash cut off or
         that failed every retry. One run twice (a delivery that ended meanwhile, another
         instance's sweep) queues nothing twice (Removals)."""
-        after = 0
+        after, ran = 0, 0
         while not self._stopping:
             rows = await self._store.removal_checks_owed(after_seq=after, limit=SWEEP_PAGE)
             for row in rows:
                 if row.delivery_id not in self._in_flight:
                     await self._remove_stopped(row, DeliveryMeta.decode(row.meta))
+                    ran += 1
             if len(rows) < SWEEP_PAGE:
-                return
+                break
             after = rows[-1].seq
+        if ran:  # a crash or a failing store had left them: worth an operator's notice
+            log.info("removal_checks_resumed", deliveries=ran)
 
     async def _send(self, contract: PartnerContract, row: PendingDelivery) -> HttpResponse:
         """One attempt. Raises TransportError, RetryableFailure, PermanentFailure."""

@@ -9,6 +9,7 @@ is removed from the partner all the same.
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.delivery.outbox import DeliveryState, OutboxDone
 from gateway.delivery.worker import DeliveryWorker
@@ -64,7 +65,9 @@ async def test_a_check_cut_off_by_a_crash_is_run_by_the_sweep(
     assert sum(live.sandbox.member_counts("remove").values()) == 0
 
     monkeypatch.undo()  # the next start's sweep
-    await worker.run_owed_checks()
+    with capture_logs() as logs:
+        await worker.run_owed_checks()
+    assert {"event": "removal_checks_resumed", "deliveries": 1, "log_level": "info"} in logs
     await removed_members(live, 1)
     removals = await removal_entries(live, "cust-1", "allowed")
     assert [e["refers_to"] for e in removals] == delivered_ingests(await entries_of(live, "cust-1"))
