@@ -5,7 +5,8 @@ First the body must match the discovery document's request schema (`discovery`);
 the schema cannot express, from the Data Manager API reference and its proto definitions:
 
 - `destinations`: at least one; each names `operatingAccount.accountId`, the account's type
-  (`accountType`, or the deprecated `product`) and a `productDestinationId`;
+  (`accountType`, or the deprecated `product`, equal when both are set) and a
+  `productDestinationId`; a `loginAccount` or `linkedAccount`, when given, needs the same;
 - `audienceMembers`: 1..10,000 per request; each member sets exactly one of its data fields
   (the proto's `oneof data`), and `userData` has 1..10 `userIdentifiers`, each setting exactly
   one of `emailAddress`, `phoneNumber`, `address` (the proto's `oneof identifier`);
@@ -106,22 +107,31 @@ def _check_destinations(destinations: Any, out: list[Violation]) -> None:
         out.append(("destinations", "at least one destination is required"))
         return
     for i, destination in enumerate(destinations):
-        account = destination.get("operatingAccount") or {}
         where = f"destinations[{i}]"
-        if not account.get("accountId"):
-            out.append((f"{where}.operatingAccount.accountId", "the account id is required"))
-        if not _account_type_set(account):
-            out.append((f"{where}.operatingAccount.accountType", "the account type is required"))
+        _check_account(destination.get("operatingAccount") or {}, f"{where}.operatingAccount", out)
+        # loginAccount and linkedAccount are optional, but a ProductAccount that is given has
+        # the same required fields (Data Manager REST reference, ProductAccount: "accountId:
+        # Required"; "Either accountType or the deprecated product is required").
+        for name in ("loginAccount", "linkedAccount"):
+            account = destination.get(name)
+            if account is not None:
+                _check_account(account, f"{where}.{name}", out)
         if not destination.get("productDestinationId"):
             out.append((f"{where}.productDestinationId", "the destination id is required"))
 
 
-def _account_type_set(account: Any) -> bool:
+def _check_account(account: Any, where: str, out: list[Violation]) -> None:
+    if not account.get("accountId"):
+        out.append((f"{where}.accountId", "the account id is required"))
     # accountType, or the deprecated `product` it replaces; the *_UNSPECIFIED zero value of a
     # proto enum means "not set".
     account_type = account.get("accountType") or "ACCOUNT_TYPE_UNSPECIFIED"
     product = account.get("product") or "PRODUCT_UNSPECIFIED"
-    return account_type != "ACCOUNT_TYPE_UNSPECIFIED" or product != "PRODUCT_UNSPECIFIED"
+    if account_type == "ACCOUNT_TYPE_UNSPECIFIED" and product == "PRODUCT_UNSPECIFIED":
+        out.append((f"{where}.accountType", "the account type is required"))
+    elif "UNSPECIFIED" not in account_type + product and account_type != product:
+        # ProductAccount.accountType: "If both are set, the values must match."
+        out.append((f"{where}.product", "must match accountType when both are set"))
 
 
 def _check_terms(terms: Any, out: list[Violation]) -> None:
