@@ -149,17 +149,20 @@ def _write(value: object, out: list[str]) -> None:
 
 
 def _write_object(value: Mapping[object, object], out: list[str]) -> None:
-    for key in value:
+    members: list[tuple[str, object]] = []
+    for key, item in value.items():
         if not isinstance(key, str):
             raise CanonicalizationError(f"object key {key!r} is not a string")
+        # §3.2.3: a name is its string value; str() of a str-mixin Enum is its member's name.
+        members.append((str.__str__(key), item))
     # §3.2.3: sort by the UTF-16 code units of the raw (unescaped) key. UTF-16BE bytes compare
     # exactly as their code-unit sequence does; a lone surrogate fails this encode, as it must.
-    members = sorted(value.items(), key=lambda kv: str(kv[0]).encode("utf-16-be"))
+    members.sort(key=lambda kv: kv[0].encode("utf-16-be"))
     out.append("{")
     for position, (key, item) in enumerate(members):
         if position:
             out.append(",")
-        out.append(_string(str(key)))
+        out.append(_string(key))
         out.append(":")
         _write(item, out)
     out.append("}")
