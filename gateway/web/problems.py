@@ -26,6 +26,7 @@ from gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
     internal_problem,
+    name_like,
     problem_type,
 )
 
@@ -100,7 +101,9 @@ async def access_log_middleware(request: web.Request, handler: _Handler) -> web.
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    instance = request.path
+    # RFC 9457 §3.1.5: `instance` is a URI reference: the path percent-encoded as sent, not
+    # aiohttp's decoded `request.path` (a space, a quote, "%2F", non-ASCII make no URI).
+    instance = request.rel_url.raw_path
     try:
         return await handler(request)
     except ProblemError as exc:
@@ -134,12 +137,16 @@ def validation_problem(exc: ValidationError, prefix: tuple[int | str, ...] = ())
     errors = exc.errors(include_url=False, include_input=False)
     if any(e["type"] == "json_invalid" for e in errors):
         return BadRequest("the body is not valid JSON: " + errors[0]["msg"])
-    details: dict[str, list[str]] = {}  # by pointer: a union's members fail at one place
+    # By pointer (a union's members fail at one place), and whether a key was left out of it.
+    details: dict[tuple[str, bool], list[str]] = {}
     for e in errors:
-        where = pointer(prefix + tuple(part for part in e["loc"] if not _is_union_tag(part)))
+        loc = tuple(part for part in e["loc"] if not _is_union_tag(part))
+        shown = _shown_location(loc)  # an unknown key or a dict's key: the caller's own text
+        where = (pointer(prefix + shown), len(shown) < len(loc))
         details.setdefault(where, []).append(_message(e["msg"]))
     fields = [
-        FieldError(where, "; or ".join(dict.fromkeys(msgs))) for where, msgs in details.items()
+        FieldError(where, _UNSHOWN * unshown + "; or ".join(dict.fromkeys(msgs)))
+        for (where, unshown), msgs in details.items()
     ]
     named = ", ".join(f.pointer or "/" for f in fields[:5])
     if len(fields) > 5:
@@ -150,6 +157,19 @@ def validation_problem(exc: ValidationError, prefix: tuple[int | str, ...] = ())
 # Pydantic names the member of a union that failed in the error's location ("str",
 # "list[function-after[...]]", "literal['all']"): no field of the body, so not in a pointer.
 _UNION_TAG: Final = re.compile(r"^(str|int|float|bool|bytes|none|list|dict|decimal)$|[\[(]")
+
+
+_UNSHOWN: Final = "a member not shown (its name is not a field name): "
+
+
+def _shown_location(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """`loc` up to the first key that is not shaped like this API's field names: such a key
+    is one the caller sent (an email pasted as a key, say) and is not repeated (house rule
+    of gateway.errors.name_like; RFC 9457 §5: a problem must not leak what it need not)."""
+    for position, part in enumerate(loc):
+        if isinstance(part, str) and not name_like(part):
+            return loc[:position]
+    return loc
 
 
 def _is_union_tag(part: int | str) -> bool:
