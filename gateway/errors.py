@@ -16,7 +16,8 @@
         └── UnsupportedMediaType      415
 
 Problem `type`s are `tag:` URIs (RFC 4151), which RFC 9457 §3.1.1 suggests for identifiers that
-are not meant to be dereferenced; the service also documents each one at `/problems/{slug}`.
+are not meant to be dereferenced; each class below names its slug, and the OpenAPI document
+declares the problem statuses of every endpoint.
 """
 
 from __future__ import annotations

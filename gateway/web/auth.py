@@ -116,6 +116,7 @@ def require_partner(client: ClientRecord | None, partner_id: str) -> None:
     if client is None or client.role not in PARTNER_SCOPED_ROLES:
         return
     if partner_id not in client.partners:
+        # The partner named in the request is not repeated: it is whatever the caller typed.
         raise Forbidden(
-            f"this client acts for {', '.join(client.partners)} only, not {partner_id!r}"
+            f"this client acts for {', '.join(client.partners)} only, not the partner named"
         )

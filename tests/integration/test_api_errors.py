@@ -167,3 +167,19 @@ async def test_a_caller_leaving_mid_download_is_no_server_error() -> None:
                     await asyncio.sleep(0.02)
     assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
     assert [e["status"] for e in logs if e["event"] == "request"] == [CLIENT_CLOSED_REQUEST]
+
+
+async def test_a_sender_refused_another_partner_is_not_told_back_what_it_typed(api: Api) -> None:
+    """The 403 names the partners the client acts for, never the one in the request (an
+    email pasted into `partner` would otherwise come back in the answer)."""
+    status, problem = await _problem(
+        api,
+        "POST",
+        "/v1/exports/attribute-estimation?partner=dana%40example.com&idempotency_key=k-403",
+        role=Role.SENDER,
+        data="subject_id\nm-1\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert status == 403
+    assert "dana@example.com" not in json.dumps(problem)
+    assert "google-customer-match" in problem["detail"]
