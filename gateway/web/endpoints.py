@@ -99,7 +99,7 @@ def guarded(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamR
         if client.role not in endpoint.roles:
             allowed = ", ".join(sorted(endpoint.roles))
             raise Forbidden(f"role {client.role} may not call this endpoint; it needs {allowed}")
-        if declared and not declared.issuperset(request.query):
+        if not declared.issuperset(request.query):
             raise _unknown_parameters(request, declared)
         return await endpoint.handler(request, Caller(client))
 
@@ -111,10 +111,10 @@ def _unknown_parameters(request: web.Request, declared: frozenset[str]) -> Valid
     """A query parameter the endpoint does not take is refused, not ignored: a filter whose
     name is mistyped (`subject=` for `subject_id=`) would otherwise answer with everyone."""
     unknown = sorted(set(request.query) - declared)
-    takes = ", ".join(sorted(declared))
+    takes = f"this endpoint takes: {', '.join(sorted(declared))}" if declared else "it takes none"
     named = [name for name in unknown if name_like(name)]  # never an email pasted as a name
     return ValidationFailed(
-        f"{len(unknown)} unknown query parameter(s); this endpoint takes: {takes}",
+        f"{len(unknown)} unknown query parameter(s); {takes}",
         errors=[FieldError.query(name, "not a parameter of this endpoint") for name in named],
     )
 

@@ -102,14 +102,12 @@ def _responses(e: Endpoint, refs: SchemaRefs) -> dict[str, Any]:
     out = {str(e.response_status): ok}
     out.update({str(status): {**ok, "description": why} for status, why in e.also.items()})
     codes = {500, *e.errors}
-    if e.roles is not None:
-        codes |= {401, 403}
+    if e.roles is not None:  # and a query parameter it does not take (endpoints.guarded)
+        codes |= {401, 403, 422}
     if e.has_body:
         codes |= {400, 413, 415, 422}
     if e.path_params:
         codes |= {404, 422}
-    if e.query:
-        codes |= {422}
     out.update({str(c): _problem(c) for c in sorted(codes)})
     return out
 

@@ -116,6 +116,14 @@ async def test_an_unknown_query_parameter_is_refused_not_ignored(api: Api) -> No
     )
     assert status == 422
     assert "dana" not in json.dumps(body)  # a parameter that is no name is counted, not named
+    # An endpoint that takes no parameters refuses them too (a filter it does not have).
+    path = "/v1/subjects/m-1/disclosures?partner=google-customer-match"
+    status, body = await _problem(api, "GET", path, role=Role.COMPLIANCE)
+    assert status == 422
+    assert body["errors"] == [
+        {"parameter": "partner", "detail": "not a parameter of this endpoint"}
+    ]
+    assert body["detail"].endswith("it takes none")
 
 
 async def test_head_answers_where_get_does(api: Api) -> None:
