@@ -30,6 +30,7 @@ from operator import itemgetter
 from typing import Any, Final, TypeAlias
 
 from gateway.contracts import PartnerContract
+from gateway.ledger.canonical import MAX_SAFE_INTEGER, CanonicalizationError
 from gateway.ledger.entries import (
     Outcome,
     RecordingMethod,
@@ -399,9 +400,12 @@ class OutcomeEntries:
     def record(
         self, *, subject_id: str, subject_key: str, payload_sha256: str | None, refers_to: int
     ) -> LeafRecord:
-        """Raises CanonicalizationError for a lone surrogate; ValueError for refers_to < 0."""
+        """Raises CanonicalizationError for a lone surrogate or a refers_to beyond
+        MAX_SAFE_INTEGER (as to_record does: I-JSON); ValueError for refers_to < 0."""
         if refers_to < 0:
             raise ValueError("refers_to must be a log index")
+        if refers_to > MAX_SAFE_INTEGER:
+            raise CanonicalizationError("refers_to is beyond the integers I-JSON holds exactly")
         eid = self._new_id()
         if payload_sha256 is None:
             pieces, payload = self._pieces_null, "null"

@@ -544,6 +544,8 @@ def test_outcome_entries_refuse_a_lone_surrogate() -> None:
     )
     with pytest.raises(CanonicalizationError):
         entries.record(subject_id="\ud800", subject_key="k", payload_sha256=None, refers_to=1)
+    with pytest.raises(CanonicalizationError):  # as to_record(outcome_entry(...)) refuses it
+        entries.record(subject_id="s", subject_key="k", payload_sha256=None, refers_to=2**53)
 
 
 def test_templates_serve_every_transfer_of_their_kind_and_stay_bounded() -> None:
