@@ -8,11 +8,16 @@ is removed from the partner all the same.
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
 from gateway.delivery.outbox import DeliveryState, OutboxDone
-from gateway.delivery.worker import DeliveryWorker
+from gateway.delivery.transport import AiohttpTransport
+from gateway.delivery.worker import DeliveryWorker, WorkerSettings
+from gateway.models import ConsentAction, ConsentEvent
 from gateway.sandbox import FaultPlan
 from gateway.web.services import DELIVERY
 from tests.integration.conftest import Live
@@ -93,3 +98,37 @@ async def test_a_check_run_twice_removes_nobody_twice(live: Live) -> None:
     assert await owed(live) == []
     assert len(await removal_entries(live, "cust-3", "allowed")) == 1
     assert sum(live.sandbox.member_counts("remove").values()) == 1
+
+
+async def test_a_started_worker_sweeps_at_start_and_then_periodically(live: Live) -> None:
+    """`start()` runs the sweep by itself: at once, and every removal_sweep_s after."""
+    await grant(live, "cust-5")
+    job = await upload(live, [record(5)], "k-periodic")
+    await settled(live, job["job_id"])
+    services = live.api.services
+    (delivery,) = await services.store.deliveries_of_transfer(job["transfer_id"])
+    withdrawal = ConsentEvent(
+        subject_id="cust-5", purpose="ad_customer_match", action=ConsentAction.WITHDRAW,
+        effective_at=services.clock(), recorded_at=services.clock(), recorded_by="test",
+    )  # fmt: skip
+    await services.store.append_consent_events([withdrawal])  # the API would remove at once
+    await worker_of(live).stop(grace_s=5)  # one worker per store, as in a deployment
+    async with aiohttp.ClientSession() as session:
+        worker = DeliveryWorker(
+            store=services.store, ledger=services.ledger, contracts=services.contracts,
+            transport=AiohttpTransport(session), credentials=services.credential,
+            clock=services.clock, settings=WorkerSettings(removal_sweep_s=0.05),
+        )  # fmt: skip
+        worker.start()
+        try:
+            for _ in range(2):  # owed again after the first sweep: the next one runs it
+                now = services.clock()
+                done = OutboxDone(delivery.delivery_id, DeliveryState.DELIVERED, 1, None, now)
+                await services.store.apply_side_writes([done])
+                async with asyncio.timeout(10):
+                    while await owed(live):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+        finally:
+            await worker.stop(grace_s=5)
+    await removed_members(live, 1)  # queued once: the second check found it removed
+    assert len(await removal_entries(live, "cust-5", "allowed")) == 1
