@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.errors import ConfigError
+from gateway.file_modes import make_private
 
 LOG_SIGNING: Final = "log-signing"
 PSEUDONYMIZATION: Final = "pseudonymization"
@@ -88,24 +89,9 @@ def prepare_keys_dir(directory: Path) -> None:
 
 
 def _tighten(directory: Path) -> None:
-    """chmod go-rwx a folder open to others, if this user owns it; else (or when chmod is
-    impossible, as on a read-only mount) log a warning instead of failing."""
-    info = directory.stat()
-    mode = stat.S_IMODE(info.st_mode)
-    if not mode & 0o077:
-        return
-    problem = "owned by another user"
-    if info.st_uid == os.geteuid():
-        try:
-            directory.chmod(mode & 0o700)
-            return
-        except OSError as exc:
-            problem = f"chmod failed: {exc.strerror}"
-    log.warning(
-        "keys_dir_not_private",
-        keys_dir=str(directory),
-        mode=f"{mode:04o}",
-        problem=problem,
+    make_private(
+        directory,
+        event="keys_dir_not_private",
         hint="make it mode 0700, owned by the service's user",
     )
 

@@ -14,7 +14,9 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Final
 
+from gateway.file_modes import make_private
 from gateway.storage.migrations import SQLITE_MIGRATIONS, apply_sqlite
 
 __all__ = ["BUSY_TIMEOUT_S", "connect", "connect_reader", "is_busy", "transaction"]
@@ -36,15 +38,22 @@ def transaction(conn: sqlite3.Connection, mode: str = "IMMEDIATE") -> Iterator[N
     conn.execute("COMMIT")
 
 
+_PRIVATE_HINT: Final = "make the database files mode 0600, owned by the service's user"
+
+
 def create_private(path: Path) -> None:
     """Create the database file, and its folder, readable by this user only (0600 in 0700):
     they hold consents and the transfer log. SQLite gives the -wal and -shm files the main
-    file's mode. An existing folder or file is left as it is. Raises OSError."""
+    file's mode. An existing folder is left as it is; an existing database file (and its
+    -wal and -shm) open to others, as older gateways made it, is made private
+    (`make_private`: a warning when it cannot be). Raises OSError."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the mode: only if created
-    # O_EXCL: never touch an existing file; an empty one is a new database to SQLite, so a
-    # concurrent creator loses nothing.
+    # O_EXCL: never touch an existing file's content; an empty one is a new database to
+    # SQLite, so a concurrent creator loses nothing.
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        make_private(file, event="database_not_private", hint=_PRIVATE_HINT)
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -68,3 +68,21 @@ async def test_an_existing_data_folder_keeps_its_mode(tmp_path: Path) -> None:
     await store.close()
     assert _mode(home) == 0o755
     assert _mode(home / "gateway.sqlite3") == 0o600
+
+
+async def test_a_database_an_older_gateway_left_open_is_made_private(tmp_path: Path) -> None:
+    """Gateways before 0600 made the database (and so its -wal and -shm) 0644: opening it
+    now takes group and other permissions off all three."""
+    path = tmp_path / "var" / "gateway.sqlite3"
+    store = await SqliteStore.open(path)
+    await store.close()
+    (path.parent / "gateway.sqlite3-wal").touch()  # as a store left running would have them
+    (path.parent / "gateway.sqlite3-shm").touch()
+    files = sorted(path.parent.iterdir())
+    for file in files:
+        file.chmod(0o644)
+    store = await SqliteStore.open(path)
+    try:
+        assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+    finally:
+        await store.close()
