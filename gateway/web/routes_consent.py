@@ -19,7 +19,6 @@ from gateway.consent import (
 from gateway.consent_import import ImportResult, import_consents
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.models import ConsentAction, ConsentEvent, Discontinuance, Role
-from gateway.provisions.removal import Removals
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import model_response, read_model, require_media, require_utf8
 from gateway.web.services import DELIVERY, SERVICES
@@ -90,17 +89,9 @@ async def _remove_from_partners(
 ) -> None:
     """APPI Art. 35: partners holding the people are asked to remove them (queued, logged),
     in one append and as few requests as the partner takes (gateway.provisions.removal)."""
-    services = request.app[SERVICES]
-    removals = Removals(
-        store=services.store,
-        ledger=services.ledger,
-        contracts=services.contracts,
-        clock=services.clock,
-        new_id=services.new_id,
-    )
     why = "consent_withdrawn" if purpose is not None else "discontinuance"
     whys = dict.fromkeys(subject_ids, why)
-    if await removals.remove_each(whys, purpose=purpose, partners=partners):
+    if await request.app[SERVICES].removals.remove_each(whys, purpose=purpose, partners=partners):
         request.app[DELIVERY].wake()
 
 

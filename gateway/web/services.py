@@ -16,6 +16,7 @@ from gateway.delivery.worker import DeliveryWorker
 from gateway.keyring import PSEUDONYMIZATION, Keyring
 from gateway.ledger.entry_ids import time_uuid
 from gateway.ledger.service import Ledger
+from gateway.provisions.removal import Removals
 from gateway.sandbox import SandboxState
 from gateway.settings import Settings
 from gateway.storage import Store
@@ -53,6 +54,18 @@ class Services:
         """A time-ordered UUID (version 7): job, transfer, delivery and check ids (also partners'
         idempotency keys), which the stores index: see entry_ids.time_uuid."""
         return time_uuid()
+
+    @cached_property
+    def removals(self) -> Removals:
+        """Queues removals from the partners holding people (APPI Art. 35): one for the app,
+        its queueing exclusive per store (Removals)."""
+        return Removals(
+            store=self.store,
+            ledger=self.ledger,
+            contracts=self.contracts,
+            clock=self.clock,
+            new_id=self.new_id,
+        )
 
     @cached_property
     def subject_key(self) -> Callable[[str], str]:

@@ -14,7 +14,6 @@ from typing import Any
 
 from gateway.ledger.store import TransferFilter
 from gateway.models import Role
-from gateway.provisions.removal import Removals
 from gateway.sandbox import FaultPlan
 from gateway.sandbox.members import MemberBatch
 from tests.integration.conftest import Live
@@ -461,14 +460,7 @@ async def test_removals_queued_at_once_never_remove_an_entry_twice(live: Live) -
     the same moment: the second must see what the first queued."""
     await grant(live, "cust-5")
     await settled(live, (await upload(live, [record(5)], "k-twice"))["job_id"])
-    services = live.api.services
-    removals = Removals(
-        store=services.store,
-        ledger=services.ledger,
-        contracts=services.contracts,
-        clock=services.clock,
-        new_id=services.new_id,
-    )
+    removals = live.api.services.removals
     queued = await asyncio.gather(
         *(
             removals.remove("cust-5", purpose=None, partners=None, why="discontinuance")

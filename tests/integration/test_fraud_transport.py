@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import pytest
@@ -19,6 +19,7 @@ from gateway.contracts import PartnerContract
 from gateway.delivery.transport import MAX_RESPONSE_BYTES, AiohttpTransport, HttpResponse
 from gateway.models import Role
 from tests.integration.conftest import Live
+from tests.integration.test_customer_match import settled
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REDIRECTS = [301, 302, 303, 307, 308]
@@ -122,16 +123,6 @@ UPLOAD = {
     "purpose": "ad_customer_match",
     "legal_basis": "consent",
 }
-
-
-async def settled(live: Live, job_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        while True:
-            resp = await live.api.call("GET", f"/v1/jobs/{job_id}", Role.SENDER)
-            job: dict[str, Any] = await resp.json()
-            if job["state"] in ("done", "failed"):
-                return job
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("status", [302, 307])
