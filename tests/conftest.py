@@ -8,15 +8,23 @@ dropped afterwards, so tests never see each other's rows and can run against a s
 from __future__ import annotations
 
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from gateway.storage import Store
+from gateway.storage.migrations import (
+    POSTGRES_MIGRATIONS,
+    SQLITE_MIGRATIONS,
+    apply_postgres,
+    apply_sqlite,
+)
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 
@@ -97,18 +105,33 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await drop_schema(os.environ[PG_URL_ENV], schema)
 
 
+FillSqlite = Callable[[sqlite3.Connection], None]
+FillPostgres = Callable[["asyncpg.Connection[Any]"], Awaitable[None]]
+
+
 @asynccontextmanager
 async def store_on_old_schema(
     backend: str,
     tmp_path: Path,
-    write_sqlite: Callable[[Path], None],
-    write_postgres: Callable[[str, str], Awaitable[None]],
+    version: int,
+    fill_sqlite: FillSqlite,
+    fill_postgres: FillPostgres,
 ) -> AsyncIterator[SqliteStore | PostgresStore]:
-    """A store opened (so migrated) on a database an earlier version wrote: `write_sqlite(path)`
-    or `await write_postgres(url, schema)` builds it; a PostgreSQL schema is dropped after."""
+    """A store opened (so migrated) on a database an earlier gateway wrote: migrations 1 to
+    `version` applied, then `fill_sqlite(conn)` or `await fill_postgres(conn)` writes its rows
+    in one transaction (PostgreSQL: search_path set to a new schema, dropped after)."""
+    versions = list(range(1, version + 1))
     if backend == "sqlite":
         path = tmp_path / "var" / "gateway.sqlite3"
-        write_sqlite(path)
+        path.parent.mkdir(parents=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            assert apply_sqlite(conn, SQLITE_MIGRATIONS[:version]) == versions
+            conn.execute("BEGIN")
+            fill_sqlite(conn)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
         store: SqliteStore | PostgresStore = await SqliteStore.open(path)
         try:
             yield store
@@ -118,7 +141,16 @@ async def store_on_old_schema(
     url = pg_test_url()
     schema = new_schema_name()
     try:
-        await write_postgres(url, schema)
+        pg = await asyncpg.connect(url)
+        try:
+            assert (
+                await apply_postgres(pg, POSTGRES_MIGRATIONS[:version], schema=schema) == versions
+            )
+            await pg.execute(f'SET search_path TO "{schema}"')
+            async with pg.transaction():
+                await fill_postgres(pg)
+        finally:
+            await pg.close()
         store = await PostgresStore.open(url, schema=schema)
         try:
             yield store

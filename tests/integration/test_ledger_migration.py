@@ -25,12 +25,6 @@ from gateway.ledger.service import Ledger
 from gateway.ledger.store import LeafRecord, StoredCheckpoint, TransferFilter
 from gateway.ledger.tree import TreeState, root_from_leaves, verify_consistency, verify_inclusion
 from gateway.ledger.verify import Verifier
-from gateway.storage.migrations import (
-    POSTGRES_MIGRATIONS,
-    SQLITE_MIGRATIONS,
-    apply_postgres,
-    apply_sqlite,
-)
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
@@ -83,47 +77,32 @@ def signed(keyring: Keyring, size: int) -> StoredCheckpoint:
     return StoredCheckpoint(size=size, root=root, note=note, created_at=NOW)
 
 
-def write_sqlite_v3(path: Path, checkpoint: StoredCheckpoint) -> None:
-    path.parent.mkdir(parents=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        assert apply_sqlite(conn, SQLITE_MIGRATIONS[:V3]) == [1, 2, 3]
-        rows = old_rows(sqlite=True)
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO ledger_leaves VALUES (?, ?)", rows["leaves"])
-        conn.executemany(_ENTRY.format(", ".join("?" * 11)), rows["entries"])
-        conn.executemany("INSERT INTO ledger_nodes VALUES (?, ?, ?)", rows["nodes"])
-        c = checkpoint
-        conn.execute(
-            "INSERT INTO ledger_checkpoints VALUES (?, ?, ?, ?)",
-            (c.size, c.root, c.note, to_micros(c.created_at)),
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+def fill_sqlite(conn: sqlite3.Connection, checkpoint: StoredCheckpoint) -> None:
+    rows = old_rows(sqlite=True)
+    conn.executemany("INSERT INTO ledger_leaves VALUES (?, ?)", rows["leaves"])
+    conn.executemany(_ENTRY.format(", ".join("?" * 11)), rows["entries"])
+    conn.executemany("INSERT INTO ledger_nodes VALUES (?, ?, ?)", rows["nodes"])
+    c = checkpoint
+    conn.execute(
+        "INSERT INTO ledger_checkpoints VALUES (?, ?, ?, ?)",
+        (c.size, c.root, c.note, to_micros(c.created_at)),
+    )
 
 
-async def write_postgres_v3(url: str, schema: str, checkpoint: StoredCheckpoint) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        assert await apply_postgres(conn, POSTGRES_MIGRATIONS[:V3], schema=schema) == [1, 2, 3]
-        await conn.execute(f'SET search_path TO "{schema}"')
-        rows = old_rows(sqlite=False)
-        async with conn.transaction():
-            await conn.executemany("INSERT INTO ledger_leaves VALUES ($1, $2)", rows["leaves"])
-            placeholders = ", ".join(f"${i}" for i in range(1, 12))
-            await conn.executemany(_ENTRY.format(placeholders), rows["entries"])
-            await conn.executemany("INSERT INTO ledger_nodes VALUES ($1, $2, $3)", rows["nodes"])
-            c = checkpoint
-            await conn.execute(
-                "INSERT INTO ledger_checkpoints VALUES ($1, $2, $3, $4)",
-                c.size,
-                c.root,
-                c.note,
-                c.created_at,
-            )
-    finally:
-        await conn.close()
+async def fill_postgres(conn: asyncpg.Connection[Any], checkpoint: StoredCheckpoint) -> None:
+    rows = old_rows(sqlite=False)
+    await conn.executemany("INSERT INTO ledger_leaves VALUES ($1, $2)", rows["leaves"])
+    placeholders = ", ".join(f"${i}" for i in range(1, 12))
+    await conn.executemany(_ENTRY.format(placeholders), rows["entries"])
+    await conn.executemany("INSERT INTO ledger_nodes VALUES ($1, $2, $3)", rows["nodes"])
+    c = checkpoint
+    await conn.execute(
+        "INSERT INTO ledger_checkpoints VALUES ($1, $2, $3, $4)",
+        c.size,
+        c.root,
+        c.note,
+        c.created_at,
+    )
 
 
 @pytest.fixture
@@ -138,11 +117,11 @@ async def migrated(
     """A store opened on a version-3 database holding OLD entries and a checkpoint of 30."""
     checkpoint = signed(keyring, 30)
 
-    async def write_postgres(url: str, schema: str) -> None:
-        await write_postgres_v3(url, schema, checkpoint)
+    async def postgres(conn: asyncpg.Connection[Any]) -> None:
+        await fill_postgres(conn, checkpoint)
 
     async with store_on_old_schema(
-        request.param, tmp_path, lambda path: write_sqlite_v3(path, checkpoint), write_postgres
+        request.param, tmp_path, V3, lambda conn: fill_sqlite(conn, checkpoint), postgres
     ) as store:
         yield store
 

@@ -20,12 +20,6 @@ import pytest
 
 from gateway.delivery.outbox import JobRejections, NewJob, Rejection
 from gateway.errors import StorageError
-from gateway.storage.migrations import (
-    POSTGRES_MIGRATIONS,
-    SQLITE_MIGRATIONS,
-    apply_postgres,
-    apply_sqlite,
-)
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
@@ -77,33 +71,17 @@ def rejection_rows() -> list[tuple[Any, ...]]:
     return [(j, line, f"s-{line}", code, field, f"{code}!") for j, line, code, field in OLD_ROWS]
 
 
-def write_sqlite_v6(path: Path) -> None:
-    path.parent.mkdir(parents=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        assert apply_sqlite(conn, SQLITE_MIGRATIONS[:V6]) == [1, 2, 3, 4, 5, 6]
-        conn.execute("BEGIN")
-        at = to_micros(NOW)
-        conn.executemany(_JOB.format(", ".join("?" * 12)), [job_row(j, at) for j in JOBS])
-        conn.executemany(_REJECTION.format(", ".join("?" * 6)), rejection_rows())
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+def fill_sqlite(conn: sqlite3.Connection) -> None:
+    at = to_micros(NOW)
+    conn.executemany(_JOB.format(", ".join("?" * 12)), [job_row(j, at) for j in JOBS])
+    conn.executemany(_REJECTION.format(", ".join("?" * 6)), rejection_rows())
 
 
-async def write_postgres_v6(url: str, schema: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        versions = await apply_postgres(conn, POSTGRES_MIGRATIONS[:V6], schema=schema)
-        assert versions == [1, 2, 3, 4, 5, 6]
-        await conn.execute(f'SET search_path TO "{schema}"')
-        async with conn.transaction():
-            job = _JOB.format(", ".join(f"${n}" for n in range(1, 13)))
-            await conn.executemany(job, [job_row(j, NOW) for j in JOBS])
-            rejection = _REJECTION.format(", ".join(f"${n}" for n in range(1, 7)))
-            await conn.executemany(rejection, rejection_rows())
-    finally:
-        await conn.close()
+async def fill_postgres(conn: asyncpg.Connection[Any]) -> None:
+    job = _JOB.format(", ".join(f"${n}" for n in range(1, 13)))
+    await conn.executemany(job, [job_row(j, NOW) for j in JOBS])
+    rejection = _REJECTION.format(", ".join(f"${n}" for n in range(1, 7)))
+    await conn.executemany(rejection, rejection_rows())
 
 
 @pytest.fixture(params=BACKENDS)
@@ -112,7 +90,7 @@ async def migrated(
 ) -> AsyncIterator[SqliteStore | PostgresStore]:
     """A store opened on a version-6 database holding OLD_ROWS."""
     async with store_on_old_schema(
-        request.param, tmp_path, write_sqlite_v6, write_postgres_v6
+        request.param, tmp_path, V6, fill_sqlite, fill_postgres
     ) as store:
         yield store
 

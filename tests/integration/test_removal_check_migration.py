@@ -18,12 +18,6 @@ import asyncpg
 import pytest
 
 from gateway.delivery.outbox import DeliveryState, OutboxDone
-from gateway.storage.migrations import (
-    POSTGRES_MIGRATIONS,
-    SQLITE_MIGRATIONS,
-    apply_postgres,
-    apply_sqlite,
-)
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
@@ -53,29 +47,13 @@ def outbox_rows(at: object) -> list[tuple[Any, ...]]:
     ]
 
 
-def write_sqlite_v7(path: Path) -> None:
-    path.parent.mkdir(parents=True)
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        assert apply_sqlite(conn, SQLITE_MIGRATIONS[:V7]) == [1, 2, 3, 4, 5, 6, 7]
-        conn.execute("BEGIN")
-        conn.executemany(_OUTBOX.format(", ".join("?" * 15)), outbox_rows(to_micros(NOW)))
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+def fill_sqlite(conn: sqlite3.Connection) -> None:
+    conn.executemany(_OUTBOX.format(", ".join("?" * 15)), outbox_rows(to_micros(NOW)))
 
 
-async def write_postgres_v7(url: str, schema: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        versions = await apply_postgres(conn, POSTGRES_MIGRATIONS[:V7], schema=schema)
-        assert versions == [1, 2, 3, 4, 5, 6, 7]
-        await conn.execute(f'SET search_path TO "{schema}"')
-        async with conn.transaction():
-            insert = _OUTBOX.format(", ".join(f"${n}" for n in range(1, 16)))
-            await conn.executemany(insert, outbox_rows(NOW))
-    finally:
-        await conn.close()
+async def fill_postgres(conn: asyncpg.Connection[Any]) -> None:
+    insert = _OUTBOX.format(", ".join(f"${n}" for n in range(1, 16)))
+    await conn.executemany(insert, outbox_rows(NOW))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -84,7 +62,7 @@ async def migrated(
 ) -> AsyncIterator[SqliteStore | PostgresStore]:
     """A store opened on a version-7 database holding OLD_ROWS."""
     async with store_on_old_schema(
-        request.param, tmp_path, write_sqlite_v7, write_postgres_v7
+        request.param, tmp_path, V7, fill_sqlite, fill_postgres
     ) as store:
         yield store
 
