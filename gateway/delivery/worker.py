@@ -244,7 +244,9 @@ class DeliveryWorker:
             await self._finish(row, DeliveryState.DEAD, attempts, _error_text(exc))
             return
         meta = await self._finish(row, DeliveryState.DELIVERED, attempts, None)
-        if meta is not None:  # Removals.after_delivery looks at ingests only
+        # Only a delivered ingest owes a removal check (sqlite_outbox._DONE marks it): a
+        # remove or an export upload would cost a check and a commit for nothing.
+        if meta is not None and row.operation == "ingest":
             await self._remove_stopped(row, meta)
 
     async def _remove_stopped(self, row: PendingDelivery, meta: DeliveryMeta) -> None:
