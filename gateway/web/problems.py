@@ -75,6 +75,13 @@ class _MethodNotAllowed(ProblemError):
     title = "Method not allowed"
 
 
+def route_of(request: web.Request) -> str:
+    """The request's route template (`/v1/subjects/{subject_id}/consents`), for logs: never
+    the path, which carries subject ids (house rule 10: logs carry only subject keys)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(none)"
+
+
 @web.middleware
 async def access_log_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """One log line per request. It names the route template, never the path: paths carry
@@ -89,11 +96,10 @@ async def access_log_middleware(request: web.Request, handler: _Handler) -> web.
         status = exc.status
         raise
     finally:
-        resource = request.match_info.route.resource
         log.info(
             "request",
             method=request.method,
-            route=resource.canonical if resource is not None else "(none)",
+            route=route_of(request),
             status=status,
             ms=round((time.perf_counter() - started) * 1000, 2),
         )
@@ -116,13 +122,13 @@ async def problem_middleware(request: web.Request, handler: _Handler) -> web.Str
         return problem_response(body, None if allowed is None else {"Allow": allowed})
     except ConnectionResetError:
         if request.transport is not None and not request.transport.is_closing():
-            log.exception("unhandled_error", method=request.method, path=instance)
+            log.exception("unhandled_error", method=request.method, route=route_of(request))
             return problem_response(internal_problem(instance))
         # The caller went away mid-answer (a long download cancelled, say): nobody to tell.
         log.info("client_disconnected", method=request.method)
         return web.Response(status=CLIENT_CLOSED_REQUEST)
     except Exception:
-        log.exception("unhandled_error", method=request.method, path=instance)
+        log.exception("unhandled_error", method=request.method, route=route_of(request))
         return problem_response(internal_problem(instance))
 
 

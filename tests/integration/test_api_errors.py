@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -191,3 +192,23 @@ async def test_a_sender_refused_another_partner_is_not_told_back_what_it_typed(a
     assert status == 403
     assert "dana@example.com" not in json.dumps(problem)
     assert "google-customer-match" in problem["detail"]
+
+
+async def test_an_unhandled_error_is_logged_by_route_never_by_path() -> None:
+    """A 500's log line names the route template: the path holds the subject id (an email,
+    as some callers use), which a log must not (house rule 10)."""
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        raise RuntimeError("a bug")
+
+    app = web.Application(middlewares=[access_log_middleware, problem_middleware])
+    app.router.add_get("/v1/subjects/{subject_id}/consents", broken)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        with capture_logs() as logs:
+            url = f"http://{server.host}:{server.port}/v1/subjects/dana@example.com/consents"
+            async with session.get(url) as resp:
+                assert resp.status == 500
+                assert "Traceback" not in await resp.text()
+    [error] = [e for e in logs if e["event"] == "unhandled_error"]
+    assert error["route"] == "/v1/subjects/{subject_id}/consents"
+    assert "dana@example.com" not in json.dumps(logs, default=str)
