@@ -54,8 +54,8 @@ from gateway.ledger.entries import Outcome
 from gateway.ledger.receipts import ReceiptEntries
 from gateway.ledger.service import Ledger
 from gateway.ledger.templates import TransferEntries
-from gateway.models import PartnerKind, SubjectState
-from gateway.policy import Decision, ProvisionItem
+from gateway.models import LegalBasis, PartnerKind, SubjectState
+from gateway.policy import Decision
 from gateway.policy_cache import DecisionCache
 from gateway.provisions.fraud_answers import (
     FALLBACK_REASONS,
@@ -86,7 +86,9 @@ class _Route:
 
     contract: PartnerContract
     purpose: Purpose
-    item: ProvisionItem  # the basis, rationale and approver; subject and fields per check
+    # The contract's basis for this purpose: typically Art. 27(1)(ii), which stands on the
+    # purpose's written rationale and named approver (never automatic, rule 3).
+    legal_basis: LegalBasis
     url: str
     headers: Mapping[str, str]  # besides the Idempotency-Key
     budget_s: float
@@ -175,20 +177,10 @@ class FraudChecks:
         secret = self._credential(contract.endpoint.credential_ref)
         if secret is not None:
             headers["Authorization"] = f"Bearer {secret}"
-        item = ProvisionItem(
-            subject_id="",
-            purpose=FRAUD_PURPOSE,
-            # The contract's basis for this purpose: typically Art. 27(1)(ii), which stands on
-            # the contract's written rationale and named approver (never automatic, rule 3).
-            legal_basis=purpose.legal_bases[0],
-            fields=(),
-            rationale=purpose.exception_rationale,
-            approver=purpose.exception_approver,
-        )
         return _Route(
             contract=contract,
             purpose=purpose,
-            item=item,
+            legal_basis=purpose.legal_bases[0],
             url=contract.endpoint.url.rstrip("/") + score_path,
             headers=headers,
             budget_s=settings.timeout_ms / 1000,
@@ -222,17 +214,16 @@ class FraudChecks:
         states = await self._store.subject_states([subject_id])
         state = states.get(subject_id) or SubjectState(subject_id=subject_id)
         now = self._clock()
-        item = route.item
         decision = self._decisions.decide_request(  # policy.decide, once per kind of person
             subject_id=subject_id,
-            purpose=item.purpose,
-            legal_basis=item.legal_basis,
+            purpose=FRAUD_PURPOSE,
+            legal_basis=route.legal_basis,
             fields=tuple(order),
             contract=route.contract,
             state=state,
             now=now,
-            rationale=item.rationale,
-            approver=item.approver,
+            rationale=route.purpose.exception_rationale,
+            approver=route.purpose.exception_approver,
         )
         check_id = self._new_id()
         if not decision.allowed:  # nothing leaves; the denial is recorded (Art. 29, rule 7)
