@@ -20,11 +20,15 @@ The three alternate in `--rounds` rounds (so drift on a noisy machine hits all o
 the figures are over every round. Printed per load: p50 / p99 latency and throughput of each,
 the gateway's added p50 and p99 over direct (target: p99 <= 5 ms) and, in the closed loop, its
 throughput over the bare proxy's (target >= 0.5x). Also per target: the CPU time (user +
-system, all threads, from /proc) its answering process used per request (direct: the
-sandbox's), and in the closed loop the gateway's over the proxy's: a steadier figure than
+system, all threads, from /proc) its answering process and that process's children (the
+gateway's log writer) used per request (direct: the sandbox's), and in the closed loop the
+gateway's over the proxy's: a steadier figure than
 throughput on a shared machine, since it does not move with what else runs. Every process
 shares the machine's cores, so a closed loop on a small machine measures CPU contention as
 much as the gateway. No assertions: figures only.
+
+BENCH_LOG_WRITER=thread runs the gateway with GATEWAY_LOG_WRITER=thread (default: process,
+as `gateway serve` runs), for an A/B of where the log's appends run.
 """
 
 from __future__ import annotations
@@ -150,6 +154,8 @@ def gateway_env(home: Path, sandbox_url: str) -> dict[str, str]:
         GATEWAY_PARTNERS_DIR=str(partners),
         GATEWAY_SANDBOX="off",
         GATEWAY_LOG_LEVEL="info",  # as deployed: one access-log line per request
+        # process (the default) or thread: where the SQLite store appends to the log
+        GATEWAY_LOG_WRITER=os.environ.get("BENCH_LOG_WRITER", "process"),
     )
     return env
 

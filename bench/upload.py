@@ -12,7 +12,8 @@ In one run, on this machine:
     person's consent, normalizes and hashes email and phone, logs one entry per person,
     queues the requests, delivers them to the same sandbox and logs the outcomes. Records/s
     from the first byte sent until the job is done (every member acknowledged by the
-    sandbox), and the service's peak resident memory (VmRSS, sampled every 50 ms).
+    sandbox), and the service's peak resident memory (VmRSS, sampled every 50 ms; its log
+    writer process counted in, as in its CPU time).
 
 Targets (issue): >= 50,000 records/s; the service's memory < 300 MB throughout.
 Every person has a consent (imported before the clock starts); a tenth has no phone.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import random
@@ -118,14 +120,31 @@ def write_inputs(folder: Path, count: int) -> tuple[Path, Path]:
     return members, consents
 
 
+def _children(pid: int) -> list[int]:
+    """The live child processes of `pid` (the service's log writer, say)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    return [pid, *_children(pid)]
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a live process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time a live process and its live children have used so far."""
+    total = 0.0
+    for each in _tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 class Rss:
-    """The peak VmRSS of a process, sampled on a thread."""
+    """The peak VmRSS of a process and its children together, sampled on a thread."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
@@ -135,9 +154,7 @@ class Rss:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in _tree(self.pid)))
             except OSError:
                 return
 
@@ -145,6 +162,13 @@ class Rss:
         self._stop.set()
         self._thread.join()
         return self.peak_kb
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 async def floor(sandbox_url: str, count: int) -> float:

@@ -30,7 +30,11 @@ def utc_now() -> datetime:
 
 async def open_storage(settings: Settings) -> Store:
     """Open the configured store (migrations applied). Raises ConfigError, StorageError."""
-    return await open_store(database_url=settings.database_url, sqlite_path=settings.sqlite_path)
+    return await open_store(
+        database_url=settings.database_url,
+        sqlite_path=settings.sqlite_path,
+        log_writer=settings.log_writer,
+    )
 
 
 async def _no_fork(store: Store, settings: Settings) -> None:

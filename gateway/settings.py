@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal, TypeAlias
 
 from gateway.errors import ConfigError
 from gateway.identifiers.regions import ISO_3166_ALPHA2
+
+LogWriterMode: TypeAlias = Literal["process", "thread"]
+"""Where the SQLite store appends to the transfer log (gateway/storage/sqlite_writer.py)."""
+LOG_WRITER_MODES: Final[tuple[LogWriterMode, ...]] = ("process", "thread")
 
 
 def _default_keys_dir() -> str:
@@ -113,6 +117,14 @@ SETTINGS: tuple[SettingSpec, ...] = (
         _positive_int,
     ),
     SettingSpec(
+        "log_writer",
+        "GATEWAY_LOG_WRITER",
+        lambda: "process",
+        "SQLite only: process appends to the transfer log in a child process (off the event "
+        "loop's interpreter lock); thread on the store's writing thread",
+        _one_of(*LOG_WRITER_MODES),
+    ),
+    SettingSpec(
         "sandbox",
         "GATEWAY_SANDBOX",
         lambda: "on",
@@ -162,6 +174,7 @@ class Settings:
     log_origin: str
     checkpoint_every: int
     checkpoint_seconds: int
+    log_writer: LogWriterMode
     sandbox: bool
     delivery_concurrency: int
     drain_seconds: int

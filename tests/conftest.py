@@ -81,16 +81,20 @@ async def pg_schema(pg_schemas: Callable[[], str]) -> str:
 
 
 async def open_test_store(backend: str, tmp_path: Path, schema: str | None = None) -> Store:
-    """A store of `backend` ("sqlite" in tmp_path, or "postgres" in `schema`)."""
+    """A store of `backend`: "sqlite" in tmp_path ("sqlite-process": its log appends in a child
+    process, as `gateway serve` does), or "postgres" in `schema`."""
+    path = tmp_path / "var" / "gateway.sqlite3"
     if backend == "sqlite":
-        return await SqliteStore.open(tmp_path / "var" / "gateway.sqlite3")
+        return await SqliteStore.open(path)
+    if backend == "sqlite-process":
+        return await SqliteStore.open(path, log_writer="process")
     return await PostgresStore.open(pg_test_url(), schema=schema or new_schema_name())
 
 
-@pytest.fixture(params=BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """A fresh, migrated store: SQLite in tmp_path, then PostgreSQL in a fresh schema."""
-    backend: str = request.param
+@asynccontextmanager
+async def fresh_store(backend: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh, migrated store of `backend` (see open_test_store), closed (and a PostgreSQL
+    schema dropped) afterwards."""
     if backend == "postgres":
         pg_test_url()  # skip before creating anything
     schema = new_schema_name() if backend == "postgres" else None
@@ -103,6 +107,13 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             await opened.close()
         if schema is not None:
             await drop_schema(os.environ[PG_URL_ENV], schema)
+
+
+@pytest.fixture(params=BACKENDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh, migrated store: SQLite in tmp_path, then PostgreSQL in a fresh schema."""
+    async with fresh_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 FillSqlite = Callable[[sqlite3.Connection], None]

@@ -28,6 +28,7 @@ from gateway.delivery.outbox import SideWrite
 from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
 from gateway.models import ClientRecord, ConsentEvent, Discontinuance, Role, SubjectState
+from gateway.settings import LogWriterMode
 from gateway.storage import ConsentRow
 from gateway.storage import sqlite_consent as consent
 from gateway.storage.delivery_store import SqliteDeliveryMixin
@@ -35,6 +36,7 @@ from gateway.storage.migrations import SchemaTooNew
 from gateway.storage.sqlite_connect import connect, connect_reader, is_busy, transaction
 from gateway.storage.sqlite_ledger import SqliteLedger
 from gateway.storage.sqlite_time import from_micros, to_micros
+from gateway.storage.sqlite_writer import LogWriter
 from gateway.storage.summary_store import SqliteSummaryMixin
 
 T = TypeVar("T")
@@ -80,6 +82,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         reader: sqlite3.Connection,
         reader_executor: ThreadPoolExecutor,
         lookups: sqlite3.Connection,
+        log_writer: LogWriter | None = None,
     ) -> None:
         self._conn = conn
         self._executor = executor
@@ -88,10 +91,13 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         self._lookups = lookups  # the event loop's: used on its thread only
         self._closed = False
         self._ledger = SqliteLedger()  # used on the worker thread only, like the connection
+        self._log_writer = log_writer  # appends in a child process (sqlite_writer.py)
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
-        """Create the folder and file if absent, apply migrations. Raises StorageError."""
+    async def open(cls, path: Path, *, log_writer: LogWriterMode = "thread") -> SqliteStore:
+        """Create the folder and file if absent, apply migrations. `log_writer`: where the
+        transfer log's appends run, on the writing thread or in a child process (see
+        sqlite_writer.py). Raises StorageError."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         opened: list[tuple[ThreadPoolExecutor, sqlite3.Connection]] = []
@@ -101,6 +107,13 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
             reader = await _in_worker(reader_executor, partial(connect_reader, path))
             opened.append((reader_executor, reader))
             lookups = _translated(partial(connect_reader, path, wait_s=0))
+            writer = None
+            if log_writer == "process":
+                try:
+                    writer = await LogWriter.start(path)
+                except BaseException:
+                    lookups.close()  # on its own thread, this one
+                    raise
         except BaseException:
             for owner, opened_conn in reversed(opened):
                 await _in_worker(owner, opened_conn.close)
@@ -113,6 +126,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
             reader=reader,
             reader_executor=reader_executor,
             lookups=lookups,
+            log_writer=writer,
         )
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -146,6 +160,8 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
             return
         self._closed = True
         try:
+            if self._log_writer is not None:
+                await self._log_writer.close()
             self._lookups.close()
             await _in_worker(self._reader_executor, self._reader.close)
         finally:
@@ -308,6 +324,10 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
     ) -> int:
         """One BEGIN IMMEDIATE transaction (with the side writes), durable on return. Raises
         StorageError; ValueError for a leaf hash not 32 bytes or a naive time."""
+        if self._log_writer is not None:
+            if self._closed:
+                raise StorageError("the SQLite store is closed")
+            return await self._log_writer.append(records, outbox)
         return await self._run(partial(self._ledger.append, records=records, outbox=outbox))
 
     async def ledger_size(self) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from gateway.ledger.tree import (
 from gateway.storage import Store, sqlite_ledger
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
-from tests.conftest import open_test_store
+from tests.conftest import BACKENDS, fresh_store, open_test_store
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 EXPIRED = date(2020, 1, 1)  # before any date these tests run on
@@ -46,6 +46,14 @@ PARTNERS = ("google-customer-match", "sample-fraud-provider")
 PURPOSES = ("ad_customer_match", "fraud_check")
 BASES = ("consent", "laws_and_regulations", "")  # "": null in the entry (a receipt)
 OUTCOMES = ("allowed", "denied", "delivered")
+
+
+@pytest.fixture(params=[*BACKENDS, "sqlite-process"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The shared `store` backends, and SQLite with its appends in a child process (what
+    `gateway serve` runs): the contract holds for each."""
+    async with fresh_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 def record(
@@ -148,8 +156,10 @@ def ledger(store: Store) -> LedgerStore:
 
 
 @pytest.fixture
-def small_merges(monkeypatch: pytest.MonkeyPatch) -> int:
+def small_merges(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> int:
     """SQLite merges its staged subject index rows every 16 entries instead of 16,384."""
+    if request.node.callspec.params.get("store") == "sqlite-process":
+        pytest.skip("the writer process keeps its own merge interval")
     monkeypatch.setattr(sqlite_ledger, "_MERGE_EVERY", 16)
     return 16
 

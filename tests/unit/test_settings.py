@@ -19,6 +19,7 @@ def test_defaults_need_no_configuration() -> None:
     assert settings.partners_dir == Path("partners")
     assert settings.default_region == "JP"
     assert settings.keys_dir.name == "keys"
+    assert settings.log_writer == "process"
 
 
 def test_variables_override_defaults() -> None:
@@ -43,6 +44,7 @@ def test_variables_override_defaults() -> None:
         ("GATEWAY_MAX_JSON_BYTES", "lots"),
         ("GATEWAY_DEFAULT_REGION", "JPN"),
         ("GATEWAY_DEFAULT_REGION", "ZZ"),
+        ("GATEWAY_LOG_WRITER", "fork"),
     ],
 )
 def test_a_bad_value_names_its_variable(variable: str, value: str) -> None:

@@ -1,0 +1,202 @@
+"""The SQLite store's log appends in a child process (gateway/storage/sqlite_writer.py): the
+same log as on the thread, errors as on the thread, and a child that dies or is orphaned
+loses nothing the caller was told was written.
+
+The LedgerStore contract runs against this mode too (test_ledger_store.py, "sqlite-process").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StorageError
+from gateway.ledger.store import LeafRecord
+from gateway.ledger.tree import TreeState
+from gateway.storage.sqlite import SqliteStore
+from gateway.storage.sqlite_writer import LogWriter
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def record(n: int) -> LeafRecord:
+    leaf = b'{"entry_id":"e-%d","n":%d}' % (n, n)
+    return LeafRecord(
+        leaf=leaf,
+        leaf_hash=hashlib.sha256(b"\x00" + leaf).digest(),
+        entry_id=f"e-{n}",
+        transfer_id=f"t-{n // 3}",
+        time=T0,
+        subject_id=f"s-{n % 5}",
+        partner_id="sample-fraud-provider",
+        purpose="fraud_check",
+        legal_basis="consent",
+        outcome="delivered",
+        retain_until=date(2999, 1, 1),
+    )
+
+
+def writer_of(store: SqliteStore) -> LogWriter:
+    writer = store._log_writer  # the child is what these tests are about
+    assert writer is not None
+    return writer
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return status != "Z"  # a zombie has exited; its parent has not reaped it yet
+
+
+async def test_the_child_writes_the_log_the_thread_writes(tmp_path: Path) -> None:
+    records = [record(n) for n in range(50)]
+    stores = [
+        await SqliteStore.open(tmp_path / "thread.sqlite3"),
+        await SqliteStore.open(tmp_path / "process.sqlite3", log_writer="process"),
+    ]
+    try:
+        for store in stores:
+            firsts = [await store.ledger_append(records[i : i + 7]) for i in range(0, 50, 7)]
+            assert firsts == list(range(0, 50, 7))
+        dumps = []
+        for store in stores:
+            dumps.append(
+                [
+                    await store.execute_sql(f"SELECT * FROM {table} ORDER BY 1, 2")
+                    for table in ("ledger_leaves", "ledger_nodes", "ledger_chunks")
+                ]
+            )
+        assert dumps[0] == dumps[1]
+        _, nodes = TreeState().extend([r.leaf_hash for r in records])
+        keys = [(level, index) for level, index, _ in nodes]
+        assert await stores[1].ledger_nodes(keys) == {(lv, i): h for lv, i, h in nodes}
+        assert [x.leaf for x in await stores[1].ledger_leaves(0, 50)] == [r.leaf for r in records]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_appends_run_in_another_process_which_exits_with_the_store(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
+    try:
+        assert await asyncio.gather(*(store.ledger_append([record(n)]) for n in range(8))) == list(
+            range(8)
+        )
+        pid = writer_of(store).pid
+        assert pid is not None
+        assert pid != os.getpid()
+        assert alive(pid)
+    finally:
+        await store.close()
+    assert not alive(pid)
+    with pytest.raises(StorageError, match="closed"):
+        await store.ledger_append([record(8)])
+
+
+async def test_errors_are_the_threads_and_the_child_goes_on(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
+    try:
+        with pytest.raises(ValueError, match="32 bytes"):
+            await store.ledger_append([record(0)._replace(leaf_hash=b"x")])
+        with pytest.raises(ValueError, match="naive"):
+            await store.ledger_append([record(0)._replace(time=datetime(2026, 1, 1))])
+        await store.execute_sql(
+            "CREATE TRIGGER no_more BEFORE INSERT ON ledger_leaves "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+        with pytest.raises(StorageError, match="refused by test"):
+            await store.ledger_append([record(0)])
+        await store.execute_sql("DROP TRIGGER no_more")
+        pid = writer_of(store).pid
+        assert await store.ledger_append([record(0), record(1)]) == 0
+        assert writer_of(store).pid == pid  # the same child throughout
+        assert await store.ledger_size() == 2
+    finally:
+        await store.close()
+
+
+async def test_a_child_killed_mid_append_fails_it_and_the_next_append_starts_another(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
+    try:
+        assert await store.ledger_append([record(0)]) == 0
+        first = writer_of(store).pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)  # the append below waits in its socket
+        under_way = asyncio.create_task(store.ledger_append([record(1)]))
+        await asyncio.sleep(0.1)
+        assert not under_way.done()
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(StorageError, match="may or may not have been committed"):
+            await under_way
+        assert await store.ledger_append([record(1), record(2)]) == 1  # it was not
+        second = writer_of(store).pid
+        assert second is not None
+        assert second != first
+        assert await store.ledger_size() == 3
+    finally:
+        await store.close()
+
+
+def test_the_child_dies_with_the_service(tmp_path: Path) -> None:
+    """The service killed with SIGKILL: the kernel kills its child too (an orphan could commit
+    an append after a restarted service read the state it changes); what was answered stays."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, hashlib, os, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from tests.integration.test_log_writer import record
+        from gateway.storage.sqlite import SqliteStore
+
+        async def main():
+            store = await SqliteStore.open(
+                __import__("pathlib").Path({str(tmp_path / "gateway.sqlite3")!r}),
+                log_writer="process",
+            )
+            await store.ledger_append([record(0), record(1)])
+            print(store._log_writer.pid, flush=True)
+            await asyncio.sleep(60)
+
+        asyncio.run(main())
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert alive(child)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while alive(child):
+            assert time.monotonic() < deadline, "the writer outlived the service"
+            time.sleep(0.02)
+    finally:
+        parent.kill()
+        parent.wait(10)
+
+    async def size() -> int:
+        store = await SqliteStore.open(tmp_path / "gateway.sqlite3")
+        try:
+            return await store.ledger_size()
+        finally:
+            await store.close()
+
+    assert asyncio.run(size()) == 2
