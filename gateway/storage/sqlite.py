@@ -36,7 +36,7 @@ from gateway.storage.migrations import SchemaTooNew
 from gateway.storage.sqlite_connect import connect, connect_reader, is_busy, transaction
 from gateway.storage.sqlite_ledger import SqliteLedger
 from gateway.storage.sqlite_time import from_micros, to_micros
-from gateway.storage.sqlite_writer import LogWriter
+from gateway.storage.sqlite_writer import CHILD_APPEND_MAX, LogWriter
 from gateway.storage.summary_store import SqliteSummaryMixin
 
 T = TypeVar("T")
@@ -107,13 +107,6 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
             reader = await _in_worker(reader_executor, partial(connect_reader, path))
             opened.append((reader_executor, reader))
             lookups = _translated(partial(connect_reader, path, wait_s=0))
-            writer = None
-            if log_writer == "process":
-                try:
-                    writer = await LogWriter.start(path)
-                except BaseException:
-                    lookups.close()  # on its own thread, this one
-                    raise
         except BaseException:
             for owner, opened_conn in reversed(opened):
                 await _in_worker(owner, opened_conn.close)
@@ -126,7 +119,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
             reader=reader,
             reader_executor=reader_executor,
             lookups=lookups,
-            log_writer=writer,
+            log_writer=LogWriter(path) if log_writer == "process" else None,
         )
 
     async def _run(self, op: Callable[[sqlite3.Connection], T]) -> T:
@@ -324,7 +317,7 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
     ) -> int:
         """One BEGIN IMMEDIATE transaction (with the side writes), durable on return. Raises
         StorageError; ValueError for a leaf hash not 32 bytes or a naive time."""
-        if self._log_writer is not None:
+        if self._log_writer is not None and len(records) <= CHILD_APPEND_MAX:
             if self._closed:
                 raise StorageError("the SQLite store is closed")
             return await self._log_writer.append(records, outbox)

@@ -24,7 +24,7 @@ from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.tree import TreeState
 from gateway.storage.sqlite import SqliteStore
-from gateway.storage.sqlite_writer import LogWriter
+from gateway.storage.sqlite_writer import CHILD_APPEND_MAX, LogWriter
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -88,6 +88,28 @@ async def test_the_child_writes_the_log_the_thread_writes(tmp_path: Path) -> Non
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_large_appends_stay_on_the_thread_and_both_extend_one_tree(
+    tmp_path: Path,
+) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
+    sizes = [CHILD_APPEND_MAX + 1, 3, CHILD_APPEND_MAX, CHILD_APPEND_MAX + 5, 1, 2]
+    records = [record(n) for n in range(sum(sizes))]
+    try:
+        done = 0
+        for size in sizes:
+            assert await store.ledger_append(records[done : done + size]) == done
+            done += size
+            if done == sizes[0]:
+                assert writer_of(store).pid is None  # a large append started no child
+        assert writer_of(store).pid is not None
+        _, nodes = TreeState().extend([r.leaf_hash for r in records])
+        keys = [(level, index) for level, index, _ in nodes]
+        assert await store.ledger_nodes(keys) == {(lv, i): h for lv, i, h in nodes}
+        assert [x.leaf for x in await store.ledger_leaves(0, done)] == [r.leaf for r in records]
+    finally:
+        await store.close()
 
 
 async def test_appends_run_in_another_process_which_exits_with_the_store(
