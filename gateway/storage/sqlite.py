@@ -1,15 +1,17 @@
 """The embedded default store: stdlib sqlite3, writes on a dedicated thread.
 
 Every write runs on a single-thread executor that owns the writing connection, so the event
-loop never blocks on disk and writes never contend. Reads that need no write lock run on
-read-only connections of their own (WAL gives each a committed snapshot while a commit is under
-way, so a read never queues behind a commit's fsync): scans (the log's leaves and transfers,
-consent history, a chunk's consent states) on a second thread, and lookups by key (an API key's
-client, one person's consent state) on the event loop itself, with a connection that never
-waits for a lock: an indexed lookup costs tens of microseconds there, against about half a
-millisecond of a fraud check's budget to hand it to a thread and back (docs/fraud-checks.md).
-`synchronous=FULL` makes a returned commit survive power loss. Timestamps are integer
-microseconds since the Unix epoch, UTC (exact, sortable, cheap to bind in bulk).
+loop never blocks on disk; with `log_writer="process"` (what `gateway serve` does) the log's
+small appends run in a child process instead, off the event loop's GIL (sqlite_writer.py).
+Reads that need no write lock run on read-only connections of their own (WAL gives each a
+committed snapshot while a commit is under way, so a read never queues behind a commit's
+fsync): scans (the log's leaves and transfers, consent history, a chunk's consent states) on a
+second thread, and lookups by key (an API key's client, one person's consent state) on the
+event loop itself, with a connection that never waits for a lock: an indexed lookup costs tens
+of microseconds there, against about half a millisecond of a fraud check's budget to hand it to
+a thread and back (docs/fraud-checks.md). `synchronous=FULL` makes a returned commit survive
+power loss. Timestamps are integer microseconds since the Unix epoch, UTC (exact, sortable,
+cheap to bind in bulk).
 """
 
 from __future__ import annotations
@@ -318,8 +320,6 @@ class SqliteStore(SqliteDeliveryMixin, SqliteSummaryMixin):
         """One BEGIN IMMEDIATE transaction (with the side writes), durable on return. Raises
         StorageError; ValueError for a leaf hash not 32 bytes or a naive time."""
         if self._log_writer is not None and len(records) <= CHILD_APPEND_MAX:
-            if self._closed:
-                raise StorageError("the SQLite store is closed")
             return await self._log_writer.append(records, outbox)
         return await self._run(partial(self._ledger.append, records=records, outbox=outbox))
 

@@ -80,7 +80,9 @@ log = structlog.get_logger("gateway.storage")
 _LENGTH: Final = struct.Struct(">I")
 _PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 _SLICE: Final = 256 * 1024
-_CHILD_CACHE_KIB: Final = 16 * 1024  # appends touch the right edge of each table, and merges
+# Small appends touch the right edge of each table; a merge of staged subject rows reads
+# more, from the OS's cache.
+_CHILD_CACHE_KIB: Final = 16 * 1024
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
 
@@ -147,7 +149,6 @@ class _Child:
         self.status: int | None = None  # its exit status, once it exited
         self.lost = False  # its socket closed: it exits, and takes no more appends
         self._closing = False
-        self._used = False  # whether an append was sent to it
         self._replies = asyncio.create_task(self._read_replies(reader), name="log-writer")
 
     @classmethod
@@ -174,12 +175,10 @@ class _Child:
         if self.status is not None:  # it exited between our start and now
             self._fail_pending()
         else:
-            self._used = True
             self._stream.write(_LENGTH.pack(len(data)))
             view = memoryview(data)
             with contextlib.suppress(ConnectionError):  # it died: _read_replies fails `future`
-                # In slices: the transport copies what the socket does not take at once, and
-                # an upload chunk's records are megabytes.
+                # In slices: the transport copies whatever the socket does not take at once.
                 for start in range(0, len(view), _SLICE):
                     self._stream.write(view[start : start + _SLICE])
                     await self._stream.drain()
@@ -189,9 +188,6 @@ class _Child:
         self._closing = True
         if self._pending:
             await asyncio.wait(list(self._pending))
-        if not self._used and self.status is None:  # no need to wait for its start-up
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
         self._stream.close()
         await self._replies
 
