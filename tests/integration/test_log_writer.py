@@ -8,14 +8,14 @@ The LedgerStore contract runs against this mode too (test_ledger_store.py, "sqli
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, date, datetime
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -25,26 +25,21 @@ from gateway.ledger.store import LeafRecord
 from gateway.ledger.tree import TreeState
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_writer import CHILD_APPEND_MAX, LogWriter
+from tests.integration.test_ledger_multiwriter import writer_record
 
 REPO = Path(__file__).resolve().parents[2]
-T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def record(n: int) -> LeafRecord:
-    leaf = b'{"entry_id":"e-%d","n":%d}' % (n, n)
-    return LeafRecord(
-        leaf=leaf,
-        leaf_hash=hashlib.sha256(b"\x00" + leaf).digest(),
-        entry_id=f"e-{n}",
-        transfer_id=f"t-{n // 3}",
-        time=T0,
-        subject_id=f"s-{n % 5}",
-        partner_id="sample-fraud-provider",
-        purpose="fraud_check",
-        legal_basis="consent",
-        outcome="delivered",
-        retain_until=date(2999, 1, 1),
-    )
+    return writer_record("w", n)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A SQLite store whose small appends go to a child process, as `gateway serve` runs."""
+    opened = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
+    yield opened
+    await opened.close()
 
 
 def writer_of(store: SqliteStore) -> LogWriter:
@@ -91,90 +86,75 @@ async def test_the_child_writes_the_log_the_thread_writes(tmp_path: Path) -> Non
 
 
 async def test_large_appends_stay_on_the_thread_and_both_extend_one_tree(
-    tmp_path: Path,
+    store: SqliteStore,
 ) -> None:
-    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
     sizes = [CHILD_APPEND_MAX + 1, 3, CHILD_APPEND_MAX, CHILD_APPEND_MAX + 5, 1, 2]
     records = [record(n) for n in range(sum(sizes))]
-    try:
-        done = 0
-        for size in sizes:
-            assert await store.ledger_append(records[done : done + size]) == done
-            done += size
-            if done == sizes[0]:
-                assert writer_of(store).pid is None  # a large append started no child
-        assert writer_of(store).pid is not None
-        _, nodes = TreeState().extend([r.leaf_hash for r in records])
-        keys = [(level, index) for level, index, _ in nodes]
-        assert await store.ledger_nodes(keys) == {(lv, i): h for lv, i, h in nodes}
-        assert [x.leaf for x in await store.ledger_leaves(0, done)] == [r.leaf for r in records]
-    finally:
-        await store.close()
+    done = 0
+    for size in sizes:
+        assert await store.ledger_append(records[done : done + size]) == done
+        done += size
+        if done == sizes[0]:
+            assert writer_of(store).pid is None  # a large append started no child
+    assert writer_of(store).pid is not None
+    _, nodes = TreeState().extend([r.leaf_hash for r in records])
+    keys = [(level, index) for level, index, _ in nodes]
+    assert await store.ledger_nodes(keys) == {(lv, i): h for lv, i, h in nodes}
+    assert [x.leaf for x in await store.ledger_leaves(0, done)] == [r.leaf for r in records]
 
 
 async def test_appends_run_in_another_process_which_exits_with_the_store(
-    tmp_path: Path,
+    store: SqliteStore,
 ) -> None:
-    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
-    try:
-        assert await asyncio.gather(*(store.ledger_append([record(n)]) for n in range(8))) == list(
-            range(8)
-        )
-        pid = writer_of(store).pid
-        assert pid is not None
-        assert pid != os.getpid()
-        assert alive(pid)
-    finally:
-        await store.close()
+    assert await asyncio.gather(*(store.ledger_append([record(n)]) for n in range(8))) == list(
+        range(8)
+    )
+    pid = writer_of(store).pid
+    assert pid is not None
+    assert pid != os.getpid()
+    assert alive(pid)
+    await store.close()
     assert not alive(pid)
     with pytest.raises(StorageError, match="closed"):
         await store.ledger_append([record(8)])
 
 
-async def test_errors_are_the_threads_and_the_child_goes_on(tmp_path: Path) -> None:
-    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
-    try:
-        with pytest.raises(ValueError, match="32 bytes"):
-            await store.ledger_append([record(0)._replace(leaf_hash=b"x")])
-        with pytest.raises(ValueError, match="naive"):
-            await store.ledger_append([record(0)._replace(time=datetime(2026, 1, 1))])
-        await store.execute_sql(
-            "CREATE TRIGGER no_more BEFORE INSERT ON ledger_leaves "
-            "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
-        )
-        with pytest.raises(StorageError, match="refused by test"):
-            await store.ledger_append([record(0)])
-        await store.execute_sql("DROP TRIGGER no_more")
-        pid = writer_of(store).pid
-        assert await store.ledger_append([record(0), record(1)]) == 0
-        assert writer_of(store).pid == pid  # the same child throughout
-        assert await store.ledger_size() == 2
-    finally:
-        await store.close()
+async def test_errors_are_the_threads_and_the_child_goes_on(store: SqliteStore) -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        await store.ledger_append([record(0)._replace(leaf_hash=b"x")])
+    with pytest.raises(ValueError, match="naive"):
+        await store.ledger_append([record(0)._replace(time=datetime(2026, 1, 1))])
+    await store.execute_sql(
+        "CREATE TRIGGER no_more BEFORE INSERT ON ledger_leaves "
+        "BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+    )
+    with pytest.raises(StorageError, match="refused by test"):
+        await store.ledger_append([record(0)])
+    await store.execute_sql("DROP TRIGGER no_more")
+    pid = writer_of(store).pid
+    assert await store.ledger_append([record(0), record(1)]) == 0
+    assert writer_of(store).pid == pid  # the same child throughout
+    assert await store.ledger_size() == 2
 
 
 async def test_a_child_killed_mid_append_fails_it_and_the_next_append_starts_another(
-    tmp_path: Path,
+    store: SqliteStore,
 ) -> None:
-    store = await SqliteStore.open(tmp_path / "gateway.sqlite3", log_writer="process")
-    try:
-        assert await store.ledger_append([record(0)]) == 0
-        first = writer_of(store).pid
-        assert first is not None
-        os.kill(first, signal.SIGSTOP)  # the append below waits in its socket
-        under_way = asyncio.create_task(store.ledger_append([record(1)]))
-        await asyncio.sleep(0.1)
-        assert not under_way.done()
-        os.kill(first, signal.SIGKILL)
-        with pytest.raises(StorageError, match="may or may not have been committed"):
-            await under_way
-        assert await store.ledger_append([record(1), record(2)]) == 1  # it was not
-        second = writer_of(store).pid
-        assert second is not None
-        assert second != first
-        assert await store.ledger_size() == 3
-    finally:
-        await store.close()
+    assert await store.ledger_append([record(0)]) == 0
+    first = writer_of(store).pid
+    assert first is not None
+    os.kill(first, signal.SIGSTOP)  # the append below waits in its socket
+    under_way = asyncio.create_task(store.ledger_append([record(1)]))
+    await asyncio.sleep(0.1)
+    assert not under_way.done()
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(StorageError, match="may or may not have been committed"):
+        await under_way
+    assert await store.ledger_append([record(1), record(2)]) == 1  # it was not
+    second = writer_of(store).pid
+    assert second is not None
+    assert second != first
+    assert await store.ledger_size() == 3
 
 
 def test_the_child_dies_with_the_service(tmp_path: Path) -> None:
@@ -204,6 +184,7 @@ def test_the_child_dies_with_the_service(tmp_path: Path) -> None:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
         assert alive(child)
+        os.kill(child, signal.SIGSTOP)  # it cannot see its socket close: only the kernel ends it
         parent.kill()
         parent.wait(10)
         deadline = time.monotonic() + 10
