@@ -120,8 +120,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "log_writer",
         "GATEWAY_LOG_WRITER",
         lambda: "process",
-        "SQLite only: process appends to the transfer log in a child process (off the event "
-        "loop's interpreter lock); thread on the store's writing thread",
+        "SQLite only: process makes the transfer log's small appends (fraud checks) in a child "
+        "process, off the event loop's interpreter lock; thread makes every append on the "
+        "store's writing thread",
         _one_of(*LOG_WRITER_MODES),
     ),
     SettingSpec(
