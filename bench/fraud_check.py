@@ -22,10 +22,10 @@ the gateway's added p50 and p99 over direct (target: p99 <= 5 ms) and, in the cl
 throughput over the bare proxy's (target >= 0.5x). Also per target: the CPU time (user +
 system, all threads, from /proc) its answering process and that process's children (the
 gateway's log writer) used per request (direct: the sandbox's), and in the closed loop the
-gateway's over the proxy's: a steadier figure than
-throughput on a shared machine, since it does not move with what else runs. Every process
-shares the machine's cores, so a closed loop on a small machine measures CPU contention as
-much as the gateway. No assertions: figures only.
+gateway's over the proxy's: a steadier figure than throughput on a shared machine, since it
+does not move with what else runs. Every process shares the machine's cores, so a closed
+loop on a small machine measures CPU contention as much as the gateway. No assertions:
+figures only.
 
 BENCH_LOG_WRITER=thread runs the gateway with GATEWAY_LOG_WRITER=thread (default: process,
 as `gateway serve` runs), for an A/B of where the log's appends run.

@@ -122,10 +122,11 @@ def write_inputs(folder: Path, count: int) -> tuple[Path, Path]:
 
 def _children(pid: int) -> list[int]:
     """The live child processes of `pid` (the service's log writer, say)."""
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(c) for c in (task / "children").read_text().split()]
+    found: list[int] = []
+    with contextlib.suppress(OSError):  # `pid` is gone
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
     return found
 
 
@@ -154,9 +155,14 @@ class Rss:
     def _run(self) -> None:
         while not self._stop.wait(0.05):
             try:
-                self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in _tree(self.pid)))
-            except OSError:
+                own = _rss_kb(self.pid)
+            except OSError:  # the service is gone
                 return
+            children = 0
+            for child in _children(self.pid):
+                with contextlib.suppress(OSError):  # it exited meanwhile
+                    children += _rss_kb(child)
+            self.peak_kb = max(self.peak_kb, own + children)
 
     def stop(self) -> int:
         self._stop.set()
