@@ -128,8 +128,7 @@ class DeliveryWorker:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._stopped = asyncio.Event()
+        self._stopping = asyncio.Event()  # set by stop(): take nothing new
         self._removals = Removals(
             store=store, ledger=ledger, contracts=contracts, clock=clock, new_id=new_id
         )
@@ -149,8 +148,7 @@ class DeliveryWorker:
     async def stop(self, grace_s: float = 10.0) -> None:
         """Take nothing new; let deliveries under way finish within `grace_s`, then cancel the
         rest (they stay pending and resume at the next start)."""
-        self._stopping = True
-        self._stopped.set()
+        self._stopping.set()
         self._wakeup.set()
         if self._loop_task is not None:
             await self._loop_task
@@ -182,7 +180,7 @@ class DeliveryWorker:
     # the loop
 
     async def _run(self) -> None:
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 await self._fill()
             except Exception:  # the store failed: say so, try again at the next poll
@@ -199,7 +197,7 @@ class DeliveryWorker:
             self._clock(), after_seq=0, limit=free, skip=frozenset(self._in_flight)
         )
         for row in due:
-            if free <= 0 or self._stopping:
+            if free <= 0 or self._stopping.is_set():
                 break
             if row.delivery_id in self._in_flight:  # started since the query
                 continue
@@ -277,20 +275,20 @@ class DeliveryWorker:
 
     async def _sweep(self) -> None:
         """Run the removal checks owed (migration 8) at start, then every removal_sweep_s."""
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 await self.run_owed_checks()
             except Exception:  # the store failed: the checks stay owed; say so, try later
                 log.exception("removal_sweep_failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), self._settings.removal_sweep_s)
+                await asyncio.wait_for(self._stopping.wait(), self._settings.removal_sweep_s)
 
     async def run_owed_checks(self) -> None:
         """The owed checks no delivery of this worker is running: those a crash cut off or
         that failed every retry. One run twice (a delivery that ended meanwhile, another
         instance's sweep) queues nothing twice (Removals)."""
         after, ran = 0, 0
-        while not self._stopping:
+        while not self._stopping.is_set():
             rows = await self._store.removal_checks_owed(after_seq=after, limit=SWEEP_PAGE)
             for row in rows:
                 if row.delivery_id not in self._in_flight:
