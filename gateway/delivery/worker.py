@@ -59,7 +59,6 @@ from gateway.delivery.transport import (
     retry_after_seconds,
 )
 from gateway.ledger.entries import Outcome
-from gateway.ledger.entry_ids import time_uuid
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import OutcomeEntries
 from gateway.provisions.removal import Removals
@@ -113,7 +112,7 @@ class DeliveryWorker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         settings: WorkerSettings | None = None,
-        new_id: Callable[[], str] = time_uuid,
+        removals: Removals,
     ) -> None:
         self._store = store
         self._ledger = ledger
@@ -129,9 +128,7 @@ class DeliveryWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()  # set by stop(): take nothing new
-        self._removals = Removals(
-            store=store, ledger=ledger, contracts=contracts, clock=clock, new_id=new_id
-        )
+        self._removals = removals  # the app's (Services.removals): who to remove again
 
     # lifecycle
 

@@ -74,6 +74,7 @@ async def _delivery_running(app: web.Application) -> AsyncIterator[None]:
             settings=WorkerSettings(
                 concurrency=settings.delivery_concurrency, policy=services.retry_policy
             ),
+            removals=services.removals,
         )
         app[DELIVERY] = worker
         worker.start()

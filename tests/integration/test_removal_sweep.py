@@ -118,6 +118,7 @@ async def test_a_started_worker_sweeps_at_start_and_then_periodically(live: Live
             store=services.store, ledger=services.ledger, contracts=services.contracts,
             transport=AiohttpTransport(session), credentials=services.credential,
             clock=services.clock, settings=WorkerSettings(removal_sweep_s=0.05),
+            removals=services.removals,
         )  # fmt: skip
         worker.start()
         try:
