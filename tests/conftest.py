@@ -116,6 +116,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield opened
 
 
+def sqlite_params(count: int) -> str:
+    """`?, ?, ...`: an INSERT's placeholders in a SQLite fill."""
+    return ", ".join("?" * count)
+
+
+def postgres_params(count: int) -> str:
+    """`$1, $2, ...`: an INSERT's placeholders in a PostgreSQL fill."""
+    return ", ".join(f"${n}" for n in range(1, count + 1))
+
+
 FillSqlite = Callable[[sqlite3.Connection], None]
 FillPostgres = Callable[["asyncpg.Connection[Any]"], Awaitable[None]]
 

@@ -28,7 +28,7 @@ from gateway.ledger.verify import Verifier
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
-from tests.conftest import BACKENDS, store_on_old_schema
+from tests.conftest import BACKENDS, postgres_params, sqlite_params, store_on_old_schema
 from tests.integration.test_ledger_store import EXPIRED, TODAY, record, subject_rows
 
 ORIGIN = "gateway.test/transfer-log"
@@ -80,7 +80,7 @@ def signed(keyring: Keyring, size: int) -> StoredCheckpoint:
 def fill_sqlite(conn: sqlite3.Connection, checkpoint: StoredCheckpoint) -> None:
     rows = old_rows(sqlite=True)
     conn.executemany("INSERT INTO ledger_leaves VALUES (?, ?)", rows["leaves"])
-    conn.executemany(_ENTRY.format(", ".join("?" * 11)), rows["entries"])
+    conn.executemany(_ENTRY.format(sqlite_params(11)), rows["entries"])
     conn.executemany("INSERT INTO ledger_nodes VALUES (?, ?, ?)", rows["nodes"])
     c = checkpoint
     conn.execute(
@@ -92,7 +92,7 @@ def fill_sqlite(conn: sqlite3.Connection, checkpoint: StoredCheckpoint) -> None:
 async def fill_postgres(conn: asyncpg.Connection[Any], checkpoint: StoredCheckpoint) -> None:
     rows = old_rows(sqlite=False)
     await conn.executemany("INSERT INTO ledger_leaves VALUES ($1, $2)", rows["leaves"])
-    placeholders = ", ".join(f"${i}" for i in range(1, 12))
+    placeholders = postgres_params(11)
     await conn.executemany(_ENTRY.format(placeholders), rows["entries"])
     await conn.executemany("INSERT INTO ledger_nodes VALUES ($1, $2, $3)", rows["nodes"])
     c = checkpoint

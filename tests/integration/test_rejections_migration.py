@@ -23,7 +23,7 @@ from gateway.errors import StorageError
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
-from tests.conftest import BACKENDS, store_on_old_schema
+from tests.conftest import BACKENDS, postgres_params, sqlite_params, store_on_old_schema
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 V6 = 6
@@ -73,14 +73,14 @@ def rejection_rows() -> list[tuple[Any, ...]]:
 
 def fill_sqlite(conn: sqlite3.Connection) -> None:
     at = to_micros(NOW)
-    conn.executemany(_JOB.format(", ".join("?" * 12)), [job_row(j, at) for j in JOBS])
-    conn.executemany(_REJECTION.format(", ".join("?" * 6)), rejection_rows())
+    conn.executemany(_JOB.format(sqlite_params(12)), [job_row(j, at) for j in JOBS])
+    conn.executemany(_REJECTION.format(sqlite_params(6)), rejection_rows())
 
 
 async def fill_postgres(conn: asyncpg.Connection[Any]) -> None:
-    job = _JOB.format(", ".join(f"${n}" for n in range(1, 13)))
+    job = _JOB.format(postgres_params(12))
     await conn.executemany(job, [job_row(j, NOW) for j in JOBS])
-    rejection = _REJECTION.format(", ".join(f"${n}" for n in range(1, 7)))
+    rejection = _REJECTION.format(postgres_params(6))
     await conn.executemany(rejection, rejection_rows())
 
 

@@ -21,7 +21,7 @@ from gateway.delivery.outbox import DeliveryState, OutboxDone
 from gateway.storage.postgres import PostgresStore
 from gateway.storage.sqlite import SqliteStore
 from gateway.storage.sqlite_time import to_micros
-from tests.conftest import BACKENDS, store_on_old_schema
+from tests.conftest import BACKENDS, postgres_params, sqlite_params, store_on_old_schema
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 V7 = 7
@@ -48,11 +48,11 @@ def outbox_rows(at: object) -> list[tuple[Any, ...]]:
 
 
 def fill_sqlite(conn: sqlite3.Connection) -> None:
-    conn.executemany(_OUTBOX.format(", ".join("?" * 15)), outbox_rows(to_micros(NOW)))
+    conn.executemany(_OUTBOX.format(sqlite_params(15)), outbox_rows(to_micros(NOW)))
 
 
 async def fill_postgres(conn: asyncpg.Connection[Any]) -> None:
-    insert = _OUTBOX.format(", ".join(f"${n}" for n in range(1, 16)))
+    insert = _OUTBOX.format(postgres_params(15))
     await conn.executemany(insert, outbox_rows(NOW))
 
 
