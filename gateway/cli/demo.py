@@ -38,6 +38,7 @@ from gateway.runtime import open_services, utc_now
 from gateway.settings import Settings
 from gateway.web import make_app
 from gateway.web.auth import mint_client
+from gateway.web.server import GatewayRunner
 from gateway.web.services import Services
 
 REPO_PARTNERS = Path(__file__).resolve().parents[2] / "partners"
@@ -112,7 +113,7 @@ async def _main(args: argparse.Namespace) -> int:
     )
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     services = await open_services(settings)
-    runner = web.AppRunner(make_app(services), access_log=None)
+    runner = GatewayRunner(make_app(services), access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -17,6 +17,7 @@ from gateway.logconfig import configure_logging
 from gateway.runtime import open_services
 from gateway.settings import Settings, settings_help
 from gateway.web import make_app
+from gateway.web.server import serve
 
 
 def register(sub: Any) -> None:
@@ -50,12 +51,27 @@ def run(args: argparse.Namespace) -> int:
     loop = asyncio.new_event_loop()
     app = loop.run_until_complete(_build(settings))  # fails here, before binding, on bad config
     freeze_startup_heap()
-    structlog.get_logger("gateway").info("listening", host=args.host, port=args.port)
+
+    def listening() -> None:
+        structlog.get_logger("gateway").info("listening", host=args.host, port=args.port)
+
     try:
-        web.run_app(app, host=args.host, port=args.port, loop=loop, access_log=None, print=None)
+        loop.run_until_complete(serve(app, args.host, args.port, listening))
     except OSError as exc:  # in use, or an address this host does not have
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from exc
+    finally:
+        _close(loop)
     return 0
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """What is left on the loop after the app's cleanup is cancelled, then the loop closed."""
+    if left := asyncio.all_tasks(loop):
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 def freeze_startup_heap() -> None:

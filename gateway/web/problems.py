@@ -44,13 +44,23 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
+def instance_of(request: web.Request) -> str | None:
+    """The problem's `instance` for `request`: its path percent-encoded as sent (RFC 9457
+    §3.1.5: a URI reference), not aiohttp's decoded `request.path` (a space, a quote, "%2F",
+    non-ASCII make no URI). None (no `instance`) for a path that starts with "//": as a
+    reference that is a network-path, naming the host after the slashes
+    (`//evil.example/x` resolves to http://evil.example/x, RFC 3986 §4.2)."""
+    path = request.rel_url.raw_path
+    return None if path.startswith("//") else path
+
+
 def _from_http_exception(
-    exc: web.HTTPException, method: str, instance: str, allowed: str | None
+    exc: web.HTTPException, method: str, path: str, instance: str | None, allowed: str | None
 ) -> dict[str, Any]:
     """aiohttp's own errors (no route, wrong method (`allowed`: its Allow header), body too
     large) as problem bodies."""
     mapped: dict[int, ProblemError] = {
-        404: NotFound(f"there is no endpoint at {instance}"),
+        404: NotFound(f"there is no endpoint at {path}"),
         405: _MethodNotAllowed(
             f"this endpoint does not accept {method}"
             + (f"; it accepts {allowed}" if allowed else "")
@@ -60,13 +70,15 @@ def _from_http_exception(
     problem = mapped.get(exc.status)
     if problem is not None:
         return problem.body(instance)
-    return {
+    body: dict[str, Any] = {
         "type": problem_type("http-" + str(exc.status)),
         "title": exc.reason,
         "status": exc.status,
         "detail": exc.text or exc.reason,
-        "instance": instance,
     }
+    if instance is not None:
+        body["instance"] = instance
+    return body
 
 
 class _MethodNotAllowed(ProblemError):
@@ -107,9 +119,7 @@ async def access_log_middleware(request: web.Request, handler: _Handler) -> web.
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    # RFC 9457 §3.1.5: `instance` is a URI reference: the path percent-encoded as sent, not
-    # aiohttp's decoded `request.path` (a space, a quote, "%2F", non-ASCII make no URI).
-    instance = request.rel_url.raw_path
+    instance = instance_of(request)
     try:
         return await handler(request)
     except ProblemError as exc:
@@ -118,7 +128,9 @@ async def problem_middleware(request: web.Request, handler: _Handler) -> web.Str
         if exc.status < 400:
             raise
         allowed = exc.headers.get("Allow")
-        body = _from_http_exception(exc, request.method, instance, allowed)
+        body = _from_http_exception(
+            exc, request.method, request.rel_url.raw_path, instance, allowed
+        )
         return problem_response(body, None if allowed is None else {"Allow": allowed})
     except ConnectionResetError:
         if request.transport is not None and not request.transport.is_closing():

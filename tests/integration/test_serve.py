@@ -4,6 +4,7 @@ refuses to start on a bad contract; `gateway clients create` prints only the key
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import stat
 import subprocess
@@ -138,6 +139,62 @@ def test_malformed_requests_leave_no_header_in_the_log_and_every_line_is_json(
     bad = [e for e in events if e["event"] == "bad_http_request"]
     assert [(e["status"], e["level"]) for e in bad] == [(400, "warning")]
     assert not [e for e in events if e["level"] == "error"]
+
+
+def _problem(answer: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nContent-Type: application/problem+json" in head, answer[:300]
+    problem = json.loads(body)
+    assert int(head.split(b" ")[1]) == problem["status"]
+    return int(problem["status"]), problem
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "detail"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: dana@example.com\r\n\r\n", "valid HTTP/1.1"),
+        (b"GET /v1/partners HTTP/1.1\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n", "longer than"),
+        (b"DANA@EXAMPLE.COM / HTTP/1.1\r\n\r\n", "method"),
+        (b"POST /v1/fraud-checks HTTP/1.1\r\nHost: x\r\nContent-Length: a@b\r\n\r\n", "valid"),
+    ],
+)
+def test_a_request_that_is_not_http_is_a_problem_that_quotes_nothing(
+    served: tuple[str, dict[str, str]], request_bytes: bytes, detail: str
+) -> None:
+    # aiohttp refuses these before any middleware runs, and its own answer is text/plain
+    # quoting the offending line (an email here, a key in another header).
+    status, problem = _problem(_raw(served[0], request_bytes))
+    assert status == 400
+    assert problem["type"] == "tag:gateway.example.com,2026:problems/malformed-http"
+    assert detail in str(problem["detail"])
+    assert "instance" not in problem
+    shown = f"{problem['title']} {problem['detail']}".lower()
+    assert "dana" not in shown
+    assert "a@b" not in shown
+    assert "aaaa" not in shown
+
+
+def test_a_path_starting_with_two_slashes_gets_no_instance_naming_another_host(
+    served: tuple[str, dict[str, str]],
+) -> None:
+    # As a URI reference "//evil.example/v1/jobs/x" names the host evil.example (RFC 3986
+    # §4.2): the problem leaves `instance` out rather than point a client there.
+    head = b"GET //evil.example/v1/jobs/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    status, problem = _problem(_raw(served[0], head))
+    assert status == 404
+    assert "instance" not in problem
+    assert problem["detail"] == "there is no endpoint at //evil.example/v1/jobs/x"
+    head = b"GET /v1//jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert _problem(_raw(served[0], head))[1]["instance"] == "/v1//jobs"
+
+
+def test_serve_stops_cleanly_on_sigterm_and_sigint(tmp_path: Path) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        service = Serving(tmp_path / signum.name)
+        service.proc.send_signal(signum)
+        log = service.stop()
+        assert service.proc.returncode == 0, log
+        assert "Traceback" not in log
 
 
 def test_serve_refuses_a_bad_contract(tmp_path: Path) -> None:
