@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from gateway.delivery.outbox import SideWrite
-from gateway.models import Frozen
+
+if TYPE_CHECKING:  # a pydantic model: the log writer process, which needs none, loads none
+    from gateway.ledger.transfer_filter import TransferFilter
 
 
 class LeafRecord(NamedTuple):
@@ -65,18 +67,6 @@ class StoredCheckpoint:
     root: bytes
     note: str  # the C2SP signed note, as served
     created_at: datetime
-
-
-class TransferFilter(Frozen):
-    """Filters of `GET /v1/transfers`; None matches everything."""
-
-    subject_id: str | None = None
-    partner_id: str | None = None
-    purpose: str | None = None
-    legal_basis: str | None = None
-    outcome: str | None = None
-    since: datetime | None = None  # inclusive
-    until: datetime | None = None  # exclusive
 
 
 class LedgerStore(Protocol):

@@ -38,8 +38,9 @@ from gateway.contract_kinds import Destination
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import DeliveryMeta, OutboxRow, PendingDelivery, SideWrite
 from gateway.ledger.entries import Outcome
-from gateway.ledger.store import LeafRecord, TransferFilter
+from gateway.ledger.store import LeafRecord
 from gateway.ledger.templates import OutcomeEntries
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.models import PartnerKind
 from gateway.storage import Store
 

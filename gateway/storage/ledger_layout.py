@@ -24,11 +24,14 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from gateway.errors import StorageError
-from gateway.ledger.store import LeafRecord, TransferFilter
+from gateway.ledger.store import LeafRecord
 from gateway.ledger.tree import root_from_leaves
+
+if TYPE_CHECKING:  # a pydantic model: the log writer process loads none
+    from gateway.ledger.transfer_filter import TransferFilter
 
 NODE_MIN_LEVEL: Final = 4
 """The lowest level of ledger_nodes rows; levels 1 .. NODE_MIN_LEVEL - 1 are computed."""

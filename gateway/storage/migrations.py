@@ -32,8 +32,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from gateway.storage.ledger_schema_v4 import POSTGRES_V4, SQLITE_V4
 from gateway.storage.ledger_schema_v6 import POSTGRES_V6, SQLITE_V6
@@ -41,6 +40,9 @@ from gateway.storage.outbox_schema import POSTGRES_OUTBOX, SQLITE_OUTBOX
 from gateway.storage.rejections_schema_v7 import POSTGRES_V7, SQLITE_V7
 from gateway.storage.removal_check_schema_v8 import POSTGRES_V8, SQLITE_V8, V8_NAME
 from gateway.storage.summaries_schema import POSTGRES_SUMMARIES, SQLITE_SUMMARIES
+
+if TYPE_CHECKING:  # the SQLite log writer process imports this module: no asyncpg there
+    import asyncpg
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ import asyncpg
 
 from gateway.delivery.outbox import SideWrite
 from gateway.errors import ConfigError, StorageError
-from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
+from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.models import (
     ClientRecord,
     ConsentEvent,

@@ -25,7 +25,8 @@ from typing import Any, Final, TypeAlias
 import asyncpg
 
 from gateway.delivery.outbox import SideWrite
-from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
+from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.ledger.tree import HASH_SIZE, TreeState, perfect_subtrees
 from gateway.storage.ledger_layout import (
     CHUNK_MAX,

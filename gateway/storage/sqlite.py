@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 from gateway.delivery.outbox import SideWrite
 from gateway.errors import StorageError
-from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
+from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.models import ClientRecord, ConsentEvent, Discontinuance, Role, SubjectState
 from gateway.settings import LogWriterMode
 from gateway.storage import ConsentRow

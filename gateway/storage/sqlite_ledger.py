@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.delivery.outbox import SideWrite
-from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf, TransferFilter
+from gateway.ledger.store import LeafRecord, StoredCheckpoint, StoredLeaf
 from gateway.ledger.tree import HASH_SIZE, TreeState, perfect_subtrees
 from gateway.storage.ledger_layout import (
     CHUNK_MAX,
@@ -40,6 +40,9 @@ from gateway.storage.ledger_layout import (
 from gateway.storage.sqlite_connect import transaction
 from gateway.storage.sqlite_outbox import insert_outbox
 from gateway.storage.sqlite_time import from_micros, to_micros
+
+if TYPE_CHECKING:  # a pydantic model: the log writer process loads none
+    from gateway.ledger.transfer_filter import TransferFilter
 
 # SQL is spelled out in full; `find` joins fixed fragments, never data (data is bound).
 _SIZE: Final = "SELECT max(idx) FROM ledger_leaves"  # the rowid's b-tree: O(log n)

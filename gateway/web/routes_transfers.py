@@ -15,7 +15,8 @@ from aiohttp import web
 
 from gateway.errors import FieldError, NotFound, ValidationFailed
 from gateway.ledger.entries import Outcome
-from gateway.ledger.store import StoredLeaf, TransferFilter
+from gateway.ledger.store import StoredLeaf
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.models import LegalBasis, Role
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
 from gateway.web.problems import json_response

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.ledger.store import TransferFilter
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.sandbox import SandboxState, sandbox_server
 from gateway.storage.sqlite import SqliteStore
 from tests.integration.conftest import contracts_pointing_at

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from gateway.ledger.store import TransferFilter
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.models import Role
 from gateway.sandbox import FaultPlan
 from gateway.sandbox.members import MemberBatch

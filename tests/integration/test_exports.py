@@ -18,7 +18,7 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from gateway.keyring import PSEUDONYMIZATION
-from gateway.ledger.store import TransferFilter
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.models import Role
 from gateway.provisions.attribute_export import field_pseudonym
 from gateway.sandbox import SummaryCallback

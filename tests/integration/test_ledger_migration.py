@@ -22,7 +22,8 @@ from gateway.errors import StorageError
 from gateway.keyring import Keyring, init_keyring
 from gateway.ledger.checkpoint import checkpoint_body, sign_note, verifier_key
 from gateway.ledger.service import Ledger
-from gateway.ledger.store import LeafRecord, StoredCheckpoint, TransferFilter
+from gateway.ledger.store import LeafRecord, StoredCheckpoint
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.ledger.tree import TreeState, root_from_leaves, verify_consistency, verify_inclusion
 from gateway.ledger.verify import Verifier
 from gateway.storage.postgres import PostgresStore

@@ -20,7 +20,8 @@ from gateway.delivery.outbox import OutboxRow
 from gateway.errors import StorageError
 from gateway.ledger.canonical import canonicalize
 from gateway.ledger.entries import utc_text
-from gateway.ledger.store import LeafRecord, LedgerStore, StoredCheckpoint, TransferFilter
+from gateway.ledger.store import LeafRecord, LedgerStore, StoredCheckpoint
+from gateway.ledger.transfer_filter import TransferFilter
 from gateway.ledger.tree import (
     EMPTY_ROOT,
     TreeState,

@@ -203,3 +203,18 @@ def test_the_child_dies_with_the_service(tmp_path: Path) -> None:
             await store.close()
 
     assert asyncio.run(size()) == 2
+
+
+def test_the_child_loads_no_model_driver_or_crypto_library() -> None:
+    # What the child imports is what it holds in memory for the service's life (49 MB when it
+    # loaded the whole storage package, about 25 MB without): it needs the SQLite ledger only.
+    probe = (
+        "import sys, gateway.storage.sqlite_writer\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(done.stdout.split())
+    assert "gateway" in loaded
+    assert not loaded & {"pydantic", "pydantic_core", "asyncpg", "cryptography", "aiohttp"}
