@@ -12,7 +12,6 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
-from aiohttp.http_exceptions import HttpProcessingError
 
 # Keys whose values are personal data: replaced before any renderer sees them.
 IDENTIFIER_KEYS = frozenset(
@@ -64,6 +63,10 @@ class StdlibToStructlog(logging.Handler):
     API key or a person's email."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        # Imported here, not with the module: the log writer process configures logging too,
+        # and has no other use for aiohttp.
+        from aiohttp.http_exceptions import HttpProcessingError
+
         log = structlog.get_logger(record.name)
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):

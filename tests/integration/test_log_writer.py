@@ -8,6 +8,7 @@ The LedgerStore contract runs against this mode too (test_ledger_store.py, "sqli
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,6 +137,22 @@ async def test_errors_are_the_threads_and_the_child_goes_on(store: SqliteStore) 
     assert await store.ledger_append([record(0), record(1)]) == 0
     assert writer_of(store).pid == pid  # the same child throughout
     assert await store.ledger_size() == 2
+
+
+async def test_a_failure_the_child_did_not_expect_is_one_json_log_event(
+    store: SqliteStore, capfd: pytest.CaptureFixture[str]
+) -> None:
+    capfd.readouterr()
+    # Not a record: the append raises TypeError, which no reply carries; the child exits.
+    bad: Any = ["not a record"]
+    with pytest.raises(StorageError, match="may or may not have been committed"):
+        await writer_of(store).append(bad, ())
+    assert await store.ledger_append([record(0)]) == 0  # another child takes over
+    events = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    failed = [e for e in events if e["event"] == "log_writer_failed"]
+    assert len(failed) == 1
+    assert failed[0]["level"] == "error"
+    assert "TypeError" in failed[0]["exception"] or "AttributeError" in failed[0]["exception"]
 
 
 async def test_a_child_killed_mid_append_fails_it_and_the_next_append_starts_another(
