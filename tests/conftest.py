@@ -7,16 +7,18 @@ dropped afterwards, so tests never see each other's rows and can run against a s
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from gateway.storage import Store
 from gateway.storage.migrations import (
@@ -31,6 +33,20 @@ from gateway.storage.sqlite import SqliteStore
 PG_URL_ENV = "GATEWAY_TEST_DATABASE_URL"
 PG_SKIP_REASON = "GATEWAY_TEST_DATABASE_URL not set: PostgreSQL store tests skipped"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo what a test's `gateway.cli.main()` does to logging (configure_logging at level
+    warning, stdlib records routed to structlog): left in place, it filters the info events
+    every later test's `capture_logs` looks for, so a test passed or failed by its order."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def pg_test_url() -> str:
