@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, StringConstraints
 
-from gateway.models import Frozen, PartnerKind
+from gateway.models import Frozen, PartnerKind, Transform
 
 if TYPE_CHECKING:
     from gateway.contracts import PartnerContract
@@ -32,6 +32,31 @@ _MEDIA_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
 MEDIA_TYPE_PATTERN = rf"^{_MEDIA_NAME}/{_MEDIA_NAME}$"
 
 FRAUD_PURPOSE = "fraud_detection"
+
+# Names a summary's dimension may never take: each keys one person (requirements rule 7's
+# identifiers). With the contract's own hashed or keyed fields (`identifier_fields`) and any
+# *_sha256 name (`names_one_person`).
+PER_PERSON_NAMES = frozenset(
+    {"member_id", "subject_id", "subject_key", "email", "phone", "given_name", "family_name"}
+)
+_IDENTIFYING = frozenset({Transform.SHA256, Transform.HMAC, Transform.PREHASHED})
+
+
+def identifier_fields(contract: PartnerContract) -> frozenset[str]:
+    """The fields that key one person: hashed or keyed in any purpose, and subject_id."""
+    keyed = {
+        name
+        for purpose in contract.purposes.values()
+        for name, transform in purpose.fields.items()
+        if transform in _IDENTIFYING
+    }
+    return frozenset({"subject_id", *keyed})
+
+
+def names_one_person(name: str, identifiers: frozenset[str]) -> bool:
+    """Whether `name`, as a summary's dimension, would key one person (`identifiers`: the
+    contract's `identifier_fields`)."""
+    return name in PER_PERSON_NAMES or name in identifiers or name.endswith("_sha256")
 
 
 class AccountType(StrEnum):
@@ -113,6 +138,22 @@ def kind_problems(contract: PartnerContract) -> list[Problem]:
     return _destination_problems(contract) + _fraud_problems(contract) + _export_problems(contract)
 
 
+def _dimension_problems(dimensions: tuple[str, ...], contract: PartnerContract) -> list[Problem]:
+    """A dimension the contract allows may not key one person, nor be listed twice."""
+    identifiers = identifier_fields(contract)
+    problems: list[Problem] = []
+    first: dict[str, int] = {}
+    for index, name in enumerate(dimensions):
+        field = f"statistics.dimensions[{index}]"
+        if names_one_person(name, identifiers):
+            problems.append((field, f"{name} keys one person: never a summary's dimension"))
+        elif name in first:
+            problems.append((field, f"repeats statistics.dimensions[{first[name]}]"))
+        else:
+            first[name] = index
+    return problems
+
+
 def _only_for(section: str, kind: PartnerKind, contract: PartnerContract) -> list[Problem]:
     # A section for another kind is never read: it would look, to a reviewer, like a setting
     # that applies when it does not.
@@ -156,6 +197,8 @@ def _export_problems(contract: PartnerContract) -> list[Problem]:
         # Requirements: attribute estimation returns a statistical summary only; cells under
         # the minimum count would single a person out, so the contract must state the minimum.
         problems.append(("statistics.min_cell_count", "required for kind attribute_export"))
+    else:
+        problems += _dimension_problems(contract.statistics.dimensions or (), contract)
     if export is None:
         return [*problems, ("export", "[export] section required for kind attribute_export")]
     problems += _delimiter_problems(export.delimiter)

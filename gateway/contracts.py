@@ -141,6 +141,9 @@ class Statistics(Frozen):
 
     # strict: TOML has integers; 10.0 or "10" is a typing mistake, not a count.
     min_cell_count: int = Field(ge=1, strict=True)
+    # The dimensions a summary may break its counts down by; a summary naming any other is
+    # refused. None: any lowercase name that keys no one (at most 16, as a summary holds).
+    dimensions: tuple[Name, ...] | None = Field(default=None, min_length=1, max_length=16)
 
 
 class PartnerContract(Frozen):

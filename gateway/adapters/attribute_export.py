@@ -21,7 +21,13 @@ from typing import Any, Final
 from pydantic import Field
 
 from gateway.adapters import SummaryRefused, UnencodableValue
-from gateway.contract_kinds import ExportEncoding, ExportFormat, LineEnding
+from gateway.contract_kinds import (
+    PER_PERSON_NAMES,
+    ExportEncoding,
+    ExportFormat,
+    LineEnding,
+    names_one_person,
+)
 from gateway.models import Frozen
 
 # IANA charset names (RFC 2978 registry) for the Content-Type.
@@ -138,10 +144,6 @@ class Summary(Frozen):
 
 Problem = tuple[str, str]  # (RFC 6901 JSON pointer, detail)
 
-# Names a dimension may never take: each keys one person (requirements rule 7's identifiers).
-PER_PERSON_NAMES = frozenset(
-    {"member_id", "subject_id", "subject_key", "email", "phone", "given_name", "family_name"}
-)
 # A statistical table is a few dimensions of a few values each: 47 prefectures x 10 age bands
 # x 3 genders x 7 more is ~10,000. A larger one is no longer a summary to review (at the
 # minimum count of 10 it describes 100,000 people cell by cell), and checking it would hold
@@ -184,14 +186,20 @@ class _Names:
         return key in _SCHEMA_KEYS or key in self.barred or key in (self.declared or ())
 
 
-def check_summary(body: object, min_cell_count: int, identifier_fields: Collection[str]) -> Summary:
+def check_summary(
+    body: object,
+    min_cell_count: int,
+    identifier_fields: Collection[str],
+    allowed_dimensions: Collection[str] | None = None,
+) -> Summary:
     """`body` (parsed JSON) as a Summary, if it is a statistical summary and nothing more.
 
     Refused, every problem listed: a key other than upload_id/dimensions/cells at the top or
     values/count in a cell (a per-person list such as "members" rides in on one); null for any
     of them; an upload_id that is not a short printable string or looks per person; more than
     MAX_DIMENSIONS dimensions, or one that is not a lowercase name, repeats, names an
-    identifier (PER_PERSON_NAMES, `identifier_fields`, any *_sha256) or looks per person; more
+    identifier (PER_PERSON_NAMES, `identifier_fields`, any *_sha256), looks per person or is
+    not among `allowed_dimensions` (the contract's `[statistics] dimensions`, if any); more
     than MAX_CELLS cells; cell values whose keys are not exactly the dimensions or that are
     not strings or look per person (`looks_per_person`); a count that is not an integer or is
     below `min_cell_count` (0 included); two cells with the same values; no cell.
@@ -205,7 +213,9 @@ def check_summary(body: object, min_cell_count: int, identifier_fields: Collecti
     barred = PER_PERSON_NAMES | frozenset(identifier_fields)
     problems: list[Problem] = [(f"/{key}", "required") for key in _TOP_KEYS if key not in body]
     upload_id = _upload_id(body.get("upload_id", _MISSING), problems)
-    dimensions, declared = _dimensions(body.get("dimensions", _MISSING), barred, problems)
+    dimensions, declared = _dimensions(
+        body.get("dimensions", _MISSING), barred, allowed_dimensions, problems
+    )
     names = _Names(barred, declared)
     problems[:0] = _unknown_keys("", body, _TOP_KEYS, names, _NO_OTHER)
     minimum = max(min_cell_count, 1)
@@ -253,9 +263,13 @@ def _unknown_keys(
 
 
 def _dimensions(
-    raw: object, barred: frozenset[str], problems: list[Problem]
+    raw: object,
+    barred: frozenset[str],
+    allowed: Collection[str] | None,
+    problems: list[Problem],
 ) -> tuple[tuple[str, ...] | None, frozenset[str] | None]:
-    """(the dimensions if all are valid, the valid ones; None when the list is unusable)."""
+    """(the dimensions if all are valid, the valid ones; None when the list is unusable).
+    `allowed`: the only names the contract lets a summary use (None: any valid name)."""
     if raw is _MISSING:
         return None, None
     if not isinstance(raw, list) or len(raw) > MAX_DIMENSIONS:
@@ -266,10 +280,12 @@ def _dimensions(
         where = f"/dimensions/{index}"
         if not isinstance(name, str) or not _DIMENSION(name):
             problems.append((where, "must be a lowercase name like age_band"))
-        elif name in barred or name.endswith("_sha256"):
+        elif names_one_person(name, barred):
             problems.append((where, "names an identifier of one person: not a dimension"))
         elif looks_per_person(name):
             problems.append((where, "looks like one person's identifier"))
+        elif allowed is not None and name not in allowed:
+            problems.append((where, "is not among the dimensions the contract allows"))
         elif name in seen:
             problems.append((where, f"repeats /dimensions/{seen[name]}"))
         else:

@@ -37,13 +37,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from gateway.adapters import UnencodableValue
-from gateway.adapters.attribute_export import (
-    PER_PERSON_NAMES,
-    content_type,
-    encode_row,
-    header_bytes,
-)
-from gateway.contract_kinds import ExportFormat
+from gateway.adapters.attribute_export import content_type, encode_row, header_bytes
+from gateway.contract_kinds import PER_PERSON_NAMES, ExportFormat
 from gateway.contracts import PartnerContract
 from gateway.delivery.outbox import (
     NewJob,

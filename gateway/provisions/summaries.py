@@ -3,7 +3,7 @@
 The requirements allow a statistical summary only: `check_summary` (gateway.adapters.
 attribute_export) refuses any cell under the contract's `[statistics] min_cell_count` and any
 per-person key; the identifiers it must never see as a dimension are the contract's hashed or
-keyed fields and the subject id (`identifier_fields`).
+keyed fields and the subject id (`gateway.contract_kinds.identifier_fields`).
 
 Both outcomes are logged, as Art. 30-style receipt entries built on `receipt_entry`:
 
@@ -31,13 +31,12 @@ from gateway.adapters.attribute_export import Problem, Summary
 from gateway.contracts import PartnerContract
 from gateway.ledger.entries import Outcome, receipt_entry, to_record
 from gateway.ledger.store import LeafRecord
-from gateway.models import DataCategory, Transform
+from gateway.models import DataCategory
 from gateway.provisions.attribute_export import DEFAULT_PURPOSE
 
 __all__ = [
     "NO_SUBJECT",
     "OBTAINED_BY",
-    "identifier_fields",
     "receipt_record",
     "refusal_record",
     "summary_purpose",
@@ -46,18 +45,6 @@ __all__ = [
 OBTAINED_BY: Final = "attribute_estimation_summary"
 NO_SUBJECT: Final = ""
 MAX_REASONS: Final = 50  # a refusal lists this many problems in the log, then counts the rest
-_IDENTIFYING: Final = frozenset({Transform.SHA256, Transform.HMAC, Transform.PREHASHED})
-
-
-def identifier_fields(contract: PartnerContract) -> frozenset[str]:
-    """The fields that key one person: hashed or keyed in any purpose, and subject_id."""
-    keyed = {
-        name
-        for purpose in contract.purposes.values()
-        for name, transform in purpose.fields.items()
-        if transform in _IDENTIFYING
-    }
-    return frozenset({"subject_id", *keyed})
 
 
 def summary_purpose(contract: PartnerContract) -> str:

@@ -31,7 +31,8 @@ from aiohttp import web
 
 from gateway.adapters import SummaryRefused
 from gateway.adapters.attribute_export import MAX_CELLS, Problem, Summary, check_summary
-from gateway.contracts import PartnerContract
+from gateway.contract_kinds import identifier_fields
+from gateway.contracts import PartnerContract, Statistics
 from gateway.errors import (
     BadRequest,
     Conflict,
@@ -42,7 +43,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.models import PartnerKind, Role
-from gateway.provisions.summaries import identifier_fields, receipt_record, refusal_record
+from gateway.provisions.summaries import receipt_record, refusal_record
 from gateway.storage.summary_store import SummaryRecord
 from gateway.web.auth import require_partner
 from gateway.web.endpoints import Caller, Endpoint, QueryParam
@@ -71,7 +72,7 @@ def _contract(services: Services, partner_id: str) -> PartnerContract:
 
 
 def _verdict(
-    raw: bytes, minimum: int, identifiers: frozenset[str]
+    raw: bytes, statistics: Statistics, identifiers: frozenset[str]
 ) -> tuple[str, Summary | SummaryRefused | None]:
     """(SHA-256 of the body, its verdict: the Summary, the refusal, or None when the body is
     not JSON). Pure and CPU-bound (a MAX_CELLS summary takes a few hundred ms): run off the
@@ -82,7 +83,8 @@ def _verdict(
     except (ValueError, RecursionError):  # the message may quote the input: not kept
         return sha, None
     try:
-        return sha, check_summary(body, minimum, identifiers)
+        minimum, allowed = statistics.min_cell_count, statistics.dimensions
+        return sha, check_summary(body, minimum, identifiers, allowed)
     except SummaryRefused as exc:
         return sha, exc
 
@@ -124,8 +126,8 @@ async def post_summary(request: web.Request, caller: Caller) -> web.StreamRespon
         await _refused(services, contract, [("", unread)], None)
         raise
     assert contract.statistics is not None, "required for kind attribute_export"
-    minimum, identifiers = contract.statistics.min_cell_count, identifier_fields(contract)
-    sha, verdict = await asyncio.to_thread(_verdict, raw, minimum, identifiers)
+    identifiers = identifier_fields(contract)
+    sha, verdict = await asyncio.to_thread(_verdict, raw, contract.statistics, identifiers)
     if verdict is None:
         await _refused(services, contract, [("", "not a JSON document")], sha)
         raise BadRequest("the summary is not valid JSON; it was refused and logged")
@@ -134,7 +136,8 @@ async def post_summary(request: web.Request, caller: Caller) -> web.StreamRespon
         raise ValidationFailed(
             f"the summary was refused ({len(verdict.problems)} problem(s)): only aggregate "
             f"cells (at most {MAX_CELLS}) of at least the contract's minimum count, with no "
-            "per-person key, are accepted; the refusal is logged",
+            "per-person key and only the dimensions it allows, are accepted; the refusal is "
+            "logged",
             errors=[FieldError(where, detail) for where, detail in verdict.problems],
         )
     existing = await services.store.summary_of_upload(partner_id, verdict.upload_id)

@@ -150,3 +150,28 @@ async def test_a_body_refused_unread_is_logged_too(live: Live) -> None:
     ]
     assert [e["payload_sha256"] for e in logged] == [None, None]  # nothing was read whole
     assert all(e["subject"] == {"id": "", "key": ""} for e in logged)
+
+
+async def test_a_dimension_the_contract_does_not_allow_is_refused_and_logged(live: Live) -> None:
+    # The sample contract allows age_band, gender, prefecture, interest and life_stage. A
+    # member number under a harmless name, every count at the minimum, passes every other
+    # check: the contract's list is what refuses it.
+    recipient = await key_for(live, Role.RECIPIENT, PARTNER)
+    cells = [{"values": {"age_band": "30-39", "card": f"C{n:05d}"}, "count": 10} for n in range(3)]
+    body = {"upload_id": "up_c1", "dimensions": ["age_band", "card"], "cells": cells}
+    status, problem = await post(live, recipient, body)
+    assert status == 422, problem
+    assert problem["errors"][0] == {
+        "pointer": "/dimensions/1",
+        "detail": "is not among the dimensions the contract allows",
+    }
+    assert "C00001" not in json.dumps(problem)
+    (refusal,) = await refusals(live)
+    assert refusal["reasons"][0]["message"] == (
+        "/dimensions/1: is not among the dimensions the contract allows"
+    )
+    allowed = {"upload_id": "up_c2", "dimensions": ["age_band", "life_stage"], "cells": [
+        {"values": {"age_band": "30-39", "life_stage": "family"}, "count": 10},
+    ]}  # fmt: skip
+    status, answer = await post(live, recipient, allowed)
+    assert status == 201, answer

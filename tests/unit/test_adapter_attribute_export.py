@@ -239,6 +239,23 @@ def test_a_statistical_summary_is_accepted() -> None:
     assert check_summary(total, 10, IDENTIFIERS).cells == (Cell(values={}, count=250),)
 
 
+def test_the_contracts_dimensions_are_the_only_ones_accepted() -> None:
+    allowed = ("age_band", "gender", "prefecture")
+    assert check_summary(summary(), 10, IDENTIFIERS, allowed).dimensions == ("age_band", "gender")
+    with pytest.raises(SummaryRefused) as raised:
+        check_summary(summary(), 10, IDENTIFIERS, ("age_band", "prefecture"))
+    assert raised.value.problems[0] == (
+        "/dimensions/1",
+        "is not among the dimensions the contract allows",
+    )
+    # The refused dimension is the caller's text: each cell counts it, never names it.
+    assert ("/cells/0/values", "1 undeclared key(s), not named: not one of the dimensions") in (
+        raised.value.problems
+    )
+    # None: no list in the contract, every valid name goes (the heuristics still apply).
+    assert check_summary(summary(), 10, IDENTIFIERS, None).dimensions == ("age_band", "gender")
+
+
 def sandbox_summary(mode: str) -> dict[str, Any]:
     parsed = ParsedUpload()
     for band, gender, n in (("30-39", "f", 40), ("40-49", "m", 25), ("50-59", "f", 3)):
