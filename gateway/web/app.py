@@ -24,7 +24,7 @@ from gateway.web import (
 )
 from gateway.web.endpoints import Endpoint, add_routes
 from gateway.web.openapi import build_openapi
-from gateway.web.problems import access_log_middleware, problem_middleware
+from gateway.web.problems import access_log_middleware, harden_answer, problem_middleware
 from gateway.web.services import DELIVERY, SERVICES, Services
 
 
@@ -89,6 +89,7 @@ def make_app(services: Services) -> web.Application:
         client_max_size=services.settings.max_json_bytes,
     )
     app[SERVICES] = services
+    app.on_response_prepare.append(harden_answer)
     app.cleanup_ctx.append(_ledger_running)
     app.cleanup_ctx.append(_delivery_running)
     app.cleanup_ctx.append(routes_fraud.fraud_running)

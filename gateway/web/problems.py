@@ -35,6 +35,27 @@ M = TypeVar("M", bound=BaseModel)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Set on every answer (`harden`): personal data is never kept by a cache on the way, a browser
+# never guesses a media type, and the server names no software or version for a scanner.
+ANSWER_HEADERS: Final = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+SERVER: Final = "gateway"
+
+
+def harden(response: web.StreamResponse) -> None:
+    """ANSWER_HEADERS on `response` (a Cache-Control the handler chose is kept), and a Server
+    header that replaces aiohttp's "Python/3.x aiohttp/3.y.z"."""
+    headers = response.headers
+    for name, value in ANSWER_HEADERS.items():
+        headers.setdefault(name, value)
+    headers["Server"] = SERVER
+
+
+async def harden_answer(_request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare` signal: `harden` (it runs after aiohttp has set its headers and
+    before they are written)."""
+    harden(response)
+
+
 def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         status=int(body["status"]),

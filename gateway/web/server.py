@@ -33,6 +33,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
 from gateway.errors import PROBLEM_MEDIA_TYPE, internal_problem, problem_type
+from gateway.web.problems import harden
 
 # What each refusal says: the kind of error only, never the bytes aiohttp quotes.
 _DETAILS: tuple[tuple[type[Exception], str], ...] = (
@@ -85,6 +86,7 @@ class ProblemRequestHandler(RequestHandler):
             content_type=PROBLEM_MEDIA_TYPE,
         )
         answer.force_close()
+        harden(answer)  # the app's on_response_prepare does not run for a request this early
         return answer
 
 

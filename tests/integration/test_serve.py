@@ -174,6 +174,22 @@ def test_a_request_that_is_not_http_is_a_problem_that_quotes_nothing(
     assert "aaaa" not in shown
 
 
+def test_every_answer_is_uncacheable_and_names_no_software(
+    served: tuple[str, dict[str, str]],
+) -> None:
+    # A 200, a problem from the middleware and a refusal aiohttp makes before any handler.
+    ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    missing = b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    malformed = b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n"
+    for request, status in ((ok, b"200"), (missing, b"404"), (malformed, b"400")):
+        head = _raw(served[0], request).partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+        assert head[0].split(b" ")[1] == status
+        assert b"cache-control: no-store" in head
+        assert b"x-content-type-options: nosniff" in head
+        assert b"server: gateway" in head
+        assert not [line for line in head if b"aiohttp" in line or b"python" in line]
+
+
 def test_a_path_starting_with_two_slashes_gets_no_instance_naming_another_host(
     served: tuple[str, dict[str, str]],
 ) -> None:
