@@ -1,10 +1,11 @@
 """Fraud checks: one order, decided, minimised, scored by the provider inside a time budget,
 and recorded with the provider's verdict.
 
-    accept -> decide (policy) -> transform (contract fields only) -> provider call
-           (time budget, one retry, idempotency key, circuit breaker) -> verdict or fallback
-           -> one ledger append: the provision (Art. 29) and, when the provider answered,
-              the verdict as a receipt (Art. 30)
+    accept -> decide (policy) -> transform (contract fields only)
+           -> the provision (Art. 29) in the log -> provider call (time budget, one retry,
+              idempotency key, circuit breaker) -> verdict or fallback
+           -> its outcome and, when the provider answered, the verdict as a receipt
+              (Art. 30) in the log (gateway.provisions.fraud_records)
 
 A checkout must never hang on us: every way the check cannot get the provider's verdict
 (policy denial, gateway busy, circuit open, timeout, unreachable, error status, redirect,
@@ -22,7 +23,7 @@ the budget, else (the gateway itself was slow) it is `gateway_busy` too.
 The per-partner parts (purpose, basis, URL, headers, breaker) are derived once per contract
 (`_Route`); the hot path is one store read (`subject_states`), the policy decision (the rules
 run once per kind of person and request: `DecisionCache`, proven equal to `policy.decide`), the
-provider call and one `Ledger.append` (group-committed).
+provider call and two `Ledger.append`s (group-committed), one before the call and one after.
 """
 
 from __future__ import annotations
@@ -50,23 +51,18 @@ from gateway.delivery.transport import (
     is_retryable_status,
 )
 from gateway.errors import FieldError, NotFound, ValidationFailed
-from gateway.ledger.entries import Outcome
 from gateway.ledger.receipts import ReceiptEntries
 from gateway.ledger.service import Ledger
-from gateway.ledger.templates import TransferEntries
 from gateway.models import LegalBasis, PartnerKind, SubjectState
-from gateway.policy import Decision
 from gateway.policy_cache import DecisionCache
 from gateway.provisions.fraud_answers import (
     FALLBACK_REASONS,
     ProviderCall,
     fallback_answer,
     judged,
-    policy_reasons,
-    reason,
-    sha256_hex,
     verdict_answer,
 )
+from gateway.provisions.fraud_records import CheckRecords
 from gateway.storage import Store
 
 __all__ = ["FALLBACK_REASONS", "FraudChecks"]
@@ -226,14 +222,26 @@ class FraudChecks:
             approver=route.purpose.exception_approver,
         )
         check_id = self._new_id()
+        records = CheckRecords(
+            contract=route.contract,
+            receipts=route.receipts,
+            ledger=self._ledger,
+            decision=decision,
+            check_id=check_id,
+            now=now,
+            subject_key=self._subject_key(subject_id),
+            new_id=self._new_id,
+            clock=self._clock,
+        )
         if not decision.allowed:  # nothing leaves; the denial is recorded (Art. 29, rule 7)
             reasons = [r.code for r in decision.reasons if r.code != "fields_dropped"]
-            await self._record(route, decision, check_id, now, Outcome.DENIED, None, None)
+            await records.denied()
             return fallback_answer(route.fallback, check_id, decision, reasons)
         request = encode_request(check_id, sent)
-        call = await self._call(route, check_id, request, deadline=started + route.budget_s)
-        outcome = Outcome.DELIVERED if call.verdict is not None else Outcome.FAILED
-        await self._record(route, decision, check_id, now, outcome, request, call)
+        call = await self._call(
+            route, check_id, request, deadline=started + route.budget_s, records=records
+        )
+        await records.settle(call)
         if call.verdict is None:
             assert call.reason is not None
             log.warning(
@@ -257,27 +265,34 @@ class FraudChecks:
         return sent
 
     async def _call(
-        self, route: _Route, check_id: str, body: bytes, *, deadline: float
+        self, route: _Route, check_id: str, body: bytes, *, deadline: float, records: CheckRecords
     ) -> ProviderCall:
         """Ask the provider, unless the gateway cannot (budget already spent, every slot of the
-        partner taken: gateway_busy) or its circuit is open. The check's result goes to the
+        partner taken: gateway_busy) or its circuit is open; the provision is in the log
+        before the request leaves (`records.announce`). The check's result goes to the
         partner's breaker, once per check (not per attempt); a check that never reached the
         provider says nothing about it, except that a half-open trial it held is given back
         (as a failure, so the circuit stays open)."""
         if deadline - self._monotonic() < MIN_ATTEMPT_S or not route.slots.take():
             return ProviderCall(None, "gateway_busy", sent=False)
         try:
-            return await self._guarded(route, check_id, body, deadline)
+            return await self._guarded(route, check_id, body, deadline, records)
         finally:
             route.slots.give_back()
 
     async def _guarded(
-        self, route: _Route, check_id: str, body: bytes, deadline: float
+        self, route: _Route, check_id: str, body: bytes, deadline: float, records: CheckRecords
     ) -> ProviderCall:
-        """_call once it holds a slot: the breaker around the attempts."""
+        """_call once it holds a slot: the breaker around the provision and the attempts."""
         if not route.breaker.allow():
             return ProviderCall(None, "circuit_open", sent=False)
         headers = {**route.headers, "Idempotency-Key": check_id}
+        try:
+            await records.announce(body)
+        except BaseException:  # not sent: the provider is not to blame, a trial is given back
+            if route.breaker.state is not BreakerState.CLOSED:
+                route.breaker.failure()
+            raise
         try:
             call = await self._attempts(route, body, headers, deadline)
         except BaseException:  # cancelled: no success, and never a trial left hanging
@@ -319,43 +334,3 @@ class FraudChecks:
                 continue
             return judged(response)
         return ProviderCall(None, reason, sent=sent)
-
-    async def _record(
-        self,
-        route: _Route,
-        decision: Decision,
-        check_id: str,
-        now: datetime,
-        outcome: Outcome,
-        request: bytes | None,
-        call: ProviderCall | None,
-    ) -> None:
-        """One append: the provision (APPI Art. 29) and, when the provider answered, its
-        verdict as a receipt (Art. 30), under one transfer id. Raises StorageError."""
-        key = self._subject_key(decision.subject_id)
-        reasons = None
-        if call is not None and call.reason is not None:
-            reasons = [*policy_reasons(decision), reason(call.reason)]
-        sent = request is not None and call is not None and call.sent
-        # The provision's template is made once per partner and decision shape, not per check.
-        provision = TransferEntries(
-            contract=route.contract, outcome=outcome, transfer_id=check_id, time=now
-        ).record(
-            decision,
-            subject_key=key,
-            payload_sha256=sha256_hex(request) if sent and request is not None else None,
-            reasons=reasons,
-            entry_id=self._new_id(),
-        )
-        records = [provision]
-        if call is not None and call.verdict is not None:
-            receipt = route.receipts.record(
-                entry_id=self._new_id(),
-                transfer_id=check_id,
-                time=self._clock(),
-                subject_id=decision.subject_id,
-                subject_key=key,
-                payload_sha256=call.response_sha256,
-            )
-            records.append(receipt)
-        await self._ledger.append(records)

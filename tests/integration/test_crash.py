@@ -1,4 +1,5 @@
-"""Crash: SIGKILL the service in the middle of a 100,000-record upload, start it again.
+"""Crash: SIGKILL the service in the middle of a 100,000-record upload, start it again; and
+in the middle of a fraud check, while the provider holds its request.
 
 Real processes on loopback: `gateway serve` (SQLite, its default), `gateway upload` streaming
 a CSV, and the sandbox in this test's process. The service is killed while the upload is
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from gateway.ledger.transfer_filter import TransferFilter
-from gateway.sandbox import SandboxState, sandbox_server
+from gateway.sandbox import FaultPlan, SandboxState, sandbox_server
 from gateway.storage.sqlite import SqliteStore
 from tests.integration.conftest import contracts_pointing_at
 from tests.integration.processes import gateway_env, run_gateway
@@ -161,3 +162,55 @@ def _records_done(database: Path) -> int:
         return 0
     finally:
         conn.close()
+
+
+async def test_sigkill_during_a_fraud_check_leaves_its_provision_in_the_log(
+    tmp_path: Path,
+) -> None:
+    # The provider holds the request; the service is killed once the request has arrived.
+    # The order's fields have left, so the log must say so: the provision is written before
+    # the request is sent, and only the outcome and the receipt are missing.
+    state = SandboxState(seed=5)
+    state.set_faults("fraud", FaultPlan(latency_ms=2_000))  # past the 800 ms budget
+    async with sandbox_server(state) as sandbox_url:
+        env = gateway_env(tmp_path, contracts_pointing_at(sandbox_url, tmp_path / "partners"))
+        env.update(GATEWAY_SANDBOX="off", GATEWAY_LOG_LEVEL="warning")
+        fraud = run_gateway("clients", "create", "--name", "f", "--role", "fraud", env=env)
+        port = free_port()
+        service = serve(env, port)
+        try:
+            await listening(port)
+            body = json.dumps(
+                {"partner": "sample-fraud-provider", "subject_id": "cust-1",
+                 "order": {"order_id": "o-1", "amount": 1200, "currency": "JPY",
+                           "email": "dana@example.com"}}
+            )  # fmt: skip
+            check = await asyncio.create_subprocess_exec(
+                "curl", "-s", "-X", "POST", "-H", f"Authorization: Bearer {fraud.stdout.strip()}",
+                "-H", "Content-Type: application/json", "--data-binary", body,
+                f"http://127.0.0.1:{port}/v1/fraud-checks",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            async with asyncio.timeout(30):
+                while True:  # until the request is at the provider, which holds it
+                    if state.stats()["fraud"]["requests"]:
+                        break
+                    await asyncio.sleep(0.01)
+            service.send_signal(signal.SIGKILL)
+            service.wait(30)
+            await check.wait()
+        finally:
+            if service.poll() is None:
+                service.kill()
+                service.wait(30)
+    store = await SqliteStore.open(tmp_path / "var" / "gateway.sqlite3")
+    try:
+        page = await store.ledger_find(TransferFilter(subject_id="cust-1"), after=-1, limit=10)
+    finally:
+        await store.close()
+    [provision] = [json.loads(leaf.leaf or b"{}") for leaf in page]
+    assert provision["outcome"] == "allowed"
+    assert provision["partner"]["id"] == "sample-fraud-provider"
+    assert len(provision["payload_sha256"]) == 64  # the request as it left
+    verified = run_gateway("ledger", "verify", env=env)
+    assert verified.returncode == 0, verified.stderr

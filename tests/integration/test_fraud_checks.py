@@ -27,6 +27,7 @@ from gateway.contracts import PartnerContract
 from gateway.errors import PROBLEM_MEDIA_TYPE, problem_type
 from gateway.identifiers import Hashed, normalize_and_hash
 from gateway.models import LegalBasis, Role
+from gateway.provisions.fraud import FALLBACK_REASONS
 from gateway.sandbox import FaultPlan
 from gateway.sandbox.fraud import score_order
 from tests.integration.conftest import Live
@@ -211,10 +212,16 @@ async def test_the_provision_and_the_receipt_are_both_logged(live: Live) -> None
     assert status == 200
     assert answer["fallback"] is False
     logged = await entries(live, answer["check_id"])
-    assert [e["outcome"] for e in logged] == ["delivered", "received"]
-    provision, receipt = logged
+    # The provision first, in the log before the request left; then its outcome and the
+    # verdict's receipt, in the log before the answer.
+    assert [e["outcome"] for e in logged] == ["allowed", "delivered", "received"]
+    provision, outcome, receipt = logged
     _, raw = seen.requests[0]
     assert provision["payload_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert outcome["payload_sha256"] == provision["payload_sha256"]
+    assert (outcome["operation"], outcome["delivery_id"]) == ("score", answer["check_id"])
+    leaves = await live.api.services.store.ledger_transfer(answer["check_id"])
+    assert outcome["refers_to"] == leaves[0].index
     assert provision["legal_basis"] == LegalBasis.PROTECT_LIFE_BODY_PROPERTY.value
     assert provision["exempt"] is True  # Art. 27(1)(ii): logged, flagged exempt (rule 7)
     assert provision["evidence"]["approver"].startswith("Hanako Sato")
@@ -264,9 +271,11 @@ async def test_a_slow_provider_gets_the_fallback_within_the_budget(live: Live) -
     # machine may add its own delay; the checkout's budget is what the contract sets).
     assert elapsed < 2.5, elapsed
     logged = await entries(live, answer["check_id"])
-    assert [e["outcome"] for e in logged] == ["failed"]
+    assert [e["outcome"] for e in logged] == ["allowed", "failed"]
     assert logged[0]["payload_sha256"] is not None  # it was sent, no answer came
-    assert logged[0]["reasons"][-1]["code"] == "provider_timeout"
+    assert logged[1]["reasons"] == [
+        {"code": "provider_timeout", "message": FALLBACK_REASONS["provider_timeout"]}
+    ]
 
 
 async def test_the_declared_fallback_is_the_contracts(live: Live) -> None:
@@ -288,6 +297,7 @@ async def test_a_503_is_retried_once_inside_the_budget(live: Live) -> None:
     assert stats["faults"]["503"] == 1
     assert stats["accepted"] == 1
     assert [e["outcome"] for e in await entries(live, answer["check_id"])] == [
+        "allowed",
         "delivered",
         "received",
     ]
@@ -308,7 +318,7 @@ async def test_a_malformed_answer_is_a_failure_and_falls_back(live: Live) -> Non
     assert answer["fallback"] is True
     assert answer["reasons"] == ["provider_answer_invalid"]
     logged = await entries(live, answer["check_id"])
-    assert [e["outcome"] for e in logged] == ["failed"]
+    assert [e["outcome"] for e in logged] == ["allowed", "failed"]
 
 
 async def test_a_verdict_sent_in_pieces_is_the_verdict(live: Live) -> None:
@@ -321,7 +331,8 @@ async def test_a_verdict_sent_in_pieces_is_the_verdict(live: Live) -> None:
     assert answer["decision"] == "deny"
     assert answer["score"] == score_order(expected_sent(o)).score / 1000
     logged = await entries(live, answer["check_id"])
-    assert logged[1]["payload_sha256"] == hashlib.sha256(seen.answers[0]).hexdigest()
+    assert logged[2]["outcome"] == "received"
+    assert logged[2]["payload_sha256"] == hashlib.sha256(seen.answers[0]).hexdigest()
 
 
 async def test_a_redirect_is_not_followed_and_falls_back(live: Live) -> None:
@@ -333,8 +344,8 @@ async def test_a_redirect_is_not_followed_and_falls_back(live: Live) -> None:
         assert answer["reasons"] == ["provider_redirect"]
         assert len(seen.requests) == 1  # not retried
         logged = await entries(live, answer["check_id"])
-        assert [e["outcome"] for e in logged] == ["failed"]
-        assert logged[0]["reasons"][-1]["code"] == "provider_redirect"
+        assert [e["outcome"] for e in logged] == ["allowed", "failed"]
+        assert logged[1]["reasons"][-1]["code"] == "provider_redirect"
     assert provider_requests(live) == 0  # the sandbox it pointed at got nothing
 
 

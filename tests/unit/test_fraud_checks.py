@@ -5,6 +5,7 @@ the integration tests (tests/integration/test_fraud_checks.py) do the same over 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -17,10 +18,11 @@ from gateway.contract_kinds import FraudSettings
 from gateway.contracts import PartnerContract, load_contracts
 from gateway.delivery.breaker import BreakerState
 from gateway.delivery.transport import HttpResponse, TransportError
+from gateway.errors import StorageError
 from gateway.ledger.service import Ledger
 from gateway.ledger.store import LeafRecord
 from gateway.models import SubjectState
-from gateway.provisions.fraud import FraudChecks
+from gateway.provisions.fraud import FALLBACK_REASONS, FraudChecks
 from gateway.storage import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,8 +85,17 @@ class FakeLedger:
         self.appends: list[list[dict[str, Any]]] = []
 
     async def append(self, records: Sequence[LeafRecord], outbox: Sequence[Any] = ()) -> int:
+        first = sum(map(len, self.appends))  # the log index of the append's first record
         self.appends.append([json.loads(r.leaf) for r in records])
-        return 0
+        return first
+
+    def settled(self) -> list[dict[str, Any]]:
+        """The one entry of a check's second append (its outcome), after its provision."""
+        [[provision], [outcome]] = self.appends
+        assert provision["outcome"] == "allowed"
+        assert outcome["refers_to"] == 0
+        assert outcome["payload_sha256"] == provision["payload_sha256"] is not None
+        return [outcome]
 
 
 @pytest.fixture
@@ -133,8 +144,31 @@ async def test_one_call_with_the_whole_budget_key_and_credential(contracts: Any)
     assert headers["Idempotency-Key"] == result["check_id"] == json.loads(body)["check_id"]
     assert headers["Authorization"] == "Bearer s3cret"
     assert limit_s == pytest.approx(0.8)  # the default timeout_ms
-    [[provision, receipt]] = ledger.appends
-    assert (provision["outcome"], receipt["outcome"]) == ("delivered", "received")
+    # The provision is in the log before the request leaves; its outcome and the receipt after.
+    [[provision], [outcome, receipt]] = ledger.appends
+    assert provision["outcome"] == "allowed"
+    assert provision["payload_sha256"] == hashlib.sha256(body).hexdigest()
+    assert (outcome["outcome"], outcome["operation"]) == ("delivered", "score")
+    assert outcome["refers_to"] == 0  # the provision's log index
+    assert outcome["transfer_id"] == receipt["transfer_id"] == provision["transfer_id"]
+    assert outcome["delivery_id"] == result["check_id"]
+    assert receipt["outcome"] == "received"
+
+
+async def test_nothing_leaves_while_the_provision_is_not_in_the_log(contracts: Any) -> None:
+    settings = FraudSettings(breaker_failures=1, breaker_reset_s=5.0)
+    contracts[PARTNER] = contracts[PARTNER].model_copy(update={"fraud": settings})
+    checks, transport, ledger, clock = make(contracts, [answer()])
+
+    async def failing(records: Sequence[LeafRecord], outbox: Sequence[Any] = ()) -> int:
+        raise StorageError("the disk is full")
+
+    ledger.append = failing  # type: ignore[method-assign]
+    with pytest.raises(StorageError):
+        await run(checks, clock)
+    assert transport.calls == []  # the request never left
+    # Not the provider's failure: with one failure to open it, the circuit is still closed.
+    assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
 
 
 async def test_the_retry_gets_only_what_is_left_of_the_budget(contracts: Any) -> None:
@@ -156,9 +190,11 @@ async def test_never_more_than_one_retry(contracts: Any) -> None:
     result = await run(checks, clock)
     assert (result["fallback"], result["reasons"]) == (True, ["provider_unreachable"])
     assert len(transport.calls) == 2
-    [[failed]] = ledger.appends
+    [failed] = ledger.settled()
     assert failed["outcome"] == "failed"
-    assert failed["payload_sha256"] is not None
+    assert failed["reasons"] == [
+        {"code": "provider_unreachable", "message": FALLBACK_REASONS["provider_unreachable"]}
+    ]
 
 
 async def test_a_timeout_spends_the_budget_and_is_not_retried(contracts: Any) -> None:
@@ -251,7 +287,7 @@ async def test_a_redirect_is_a_failure_not_retried(contracts: Any, status: int) 
     result = await run(checks, clock)
     assert (result["fallback"], result["reasons"]) == (True, ["provider_redirect"])
     assert len(transport.calls) == 1
-    [[failed]] = ledger.appends
+    [failed] = ledger.settled()
     assert failed["outcome"] == "failed"
     assert failed["reasons"][-1]["code"] == "provider_redirect"
 
@@ -285,8 +321,9 @@ async def test_a_check_beyond_the_partners_limit_is_answered_at_once_and_spares_
         busy = await run(checks, clock)
     assert (busy["fallback"], busy["reasons"]) == (True, ["gateway_busy"])
     assert len(transport.calls) == 2
-    assert ledger.appends[0][0]["outcome"] == "failed"
-    assert ledger.appends[0][0]["payload_sha256"] is None  # nothing was sent
+    # The two at the provider each logged their provision first; the busy one, only its failure.
+    assert [a[0]["outcome"] for a in ledger.appends] == ["allowed", "allowed", "failed"]
+    assert ledger.appends[2][0]["payload_sha256"] is None  # nothing was sent
     assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
     gate.set()
     assert [(await t)["fallback"] for t in out] == [False, False]
@@ -333,7 +370,8 @@ async def test_a_timeout_counts_against_the_provider_only_if_it_had_its_share(
     result = await checks.check(PARTNER, "cust-1", ORDER, started=clock.now - spent_s)
     assert result["reasons"] == [reason]
     assert transport.calls[0][3] == pytest.approx(0.8 - spent_s)
-    assert ledger.appends[0][0]["payload_sha256"] is not None  # sent, in both cases
+    assert ledger.appends[0][0]["outcome"] == "allowed"  # sent, in both cases
+    assert ledger.appends[0][0]["payload_sha256"] is not None
     assert checks.route(PARTNER).breaker.state is breaker
 
 
