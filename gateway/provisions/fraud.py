@@ -311,7 +311,7 @@ class FraudChecks:
         after no answer or a retryable status (the Idempotency-Key makes it safe). A first
         call that went out with less than FAIR_SHARE of the budget left and timed out is
         gateway_busy: the provider did not have its fair chance."""
-        reason, sent = "provider_timeout", False
+        reason, sent = "gateway_busy", False  # until a request leaves: the budget was ours
         for attempt in range(ATTEMPTS):
             left = deadline - self._monotonic()
             if left < MIN_ATTEMPT_S:

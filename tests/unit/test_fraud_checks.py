@@ -171,6 +171,26 @@ async def test_nothing_leaves_while_the_provision_is_not_in_the_log(contracts: A
     assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
 
 
+async def test_a_budget_spent_on_the_provision_sends_nothing_and_says_so(
+    contracts: Any,
+) -> None:
+    clock = Clock()
+    checks, transport, ledger, _ = make(contracts, [answer()], clock)
+    append = ledger.append
+
+    async def slow(records: Sequence[LeafRecord], outbox: Sequence[Any] = ()) -> int:
+        clock.now += 0.795  # the log took all but 5 ms of the 800 ms budget
+        return await append(records, outbox)
+
+    ledger.append = slow  # type: ignore[method-assign]
+    result = await run(checks, clock)
+    assert (result["fallback"], result["reasons"]) == (True, ["gateway_busy"])
+    assert transport.calls == []
+    [outcome] = ledger.settled()
+    assert outcome["reasons"][0]["code"] == "gateway_busy"  # ours, not the provider's
+    assert checks.route(PARTNER).breaker.state is BreakerState.CLOSED
+
+
 async def test_the_retry_gets_only_what_is_left_of_the_budget(contracts: Any) -> None:
     clock = Clock()
 
