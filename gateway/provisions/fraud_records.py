@@ -21,11 +21,11 @@ from datetime import datetime
 
 from gateway.contract_kinds import FRAUD_PURPOSE
 from gateway.contracts import PartnerContract
-from gateway.ledger.entries import Outcome
+from gateway.ledger.entries import Outcome, outcome_entry, to_record
 from gateway.ledger.receipts import ReceiptEntries
 from gateway.ledger.service import Ledger
 from gateway.ledger.store import LeafRecord
-from gateway.ledger.templates import OutcomeEntries, TransferEntries
+from gateway.ledger.templates import TransferEntries
 from gateway.policy import Decision
 from gateway.provisions.fraud_answers import ProviderCall, policy_reasons, reason, sha256_hex
 
@@ -108,9 +108,11 @@ class CheckRecords:
         )
 
     def _outcome_entry(self, call: ProviderCall) -> LeafRecord:
+        # One entry: built directly (25 µs), not from an OutcomeEntries template (100 µs to
+        # make, which pays back only over the thousands of entries of an upload's delivery).
         assert self._provision is not None
         delivered = call.verdict is not None
-        entries = OutcomeEntries(
+        entry = outcome_entry(
             contract=self._contract,
             purpose=FRAUD_PURPOSE,
             legal_basis=self._decision.legal_basis.value,
@@ -118,13 +120,12 @@ class CheckRecords:
             operation=OPERATION,
             transfer_id=self._check_id,
             delivery_id=self._check_id,  # the Idempotency-Key the provider saw
+            entry_id=self._new_id(),
             time=self._clock(),
-            reasons=() if delivered or call.reason is None else (reason(call.reason),),
-            new_id=self._new_id,
-        )
-        return entries.record(
             subject_id=self._decision.subject_id,
             subject_key=self._key,
             payload_sha256=self._payload_sha256,
             refers_to=self._provision,
+            reasons=() if delivered or call.reason is None else (reason(call.reason),),
         )
+        return to_record(entry)
