@@ -44,6 +44,15 @@ Failure semantics:
 - Appends and the store's other writes now come from two connections. SQLite serializes them
   with its write lock; one waits for the other (busy timeout, as between two instances on one
   file), and the ledger reloads its frontier when the size moved (`SqliteLedger.append`).
+
+Checkpoints: SQLite copies the WAL into the database inside whichever commit finds the WAL
+past `wal_autocheckpoint` (64 MiB here, set for bulk imports), and that commit waits for the
+copy: tens of milliseconds for the fraud checks of that group and every check queued behind
+it. The child's connection never checkpoints (`wal_autocheckpoint = 0`); a thread of its own
+runs a PASSIVE checkpoint every CHECKPOINT_EVERY_S, which waits for no reader or writer and
+takes no lock an append needs, so the WAL stays small too. Measured with the fraud benchmark
+at 150 checks/s, two runs each: added p99 7.1 and 8.6 ms against 12.7 and 11.4 ms, added p50
+3.6 and 3.1 ms against 4.6 and 4.2 ms.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ import socket
 import sqlite3
 import struct
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +95,8 @@ _SLICE: Final = 256 * 1024
 # Small appends touch the right edge of each table; a merge of staged subject rows reads
 # more, from the OS's cache.
 _CHILD_CACHE_KIB: Final = 16 * 1024
+# How often the child's checkpointer copies the WAL into the database (module doc).
+CHECKPOINT_EVERY_S: Final = 0.5
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])
 
 
@@ -250,6 +263,9 @@ def serve_appends(path: Path, sock: socket.socket) -> None:
 
     conn = connect(path)  # the parent migrated it: the migrations find nothing to do
     conn.execute(f"PRAGMA cache_size = -{_CHILD_CACHE_KIB}")
+    # No append of the child's checkpoints the WAL itself: its own thread does (module doc).
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    threading.Thread(target=_checkpoints, args=(path,), name="checkpointer", daemon=True).start()
     ledger = SqliteLedger()
     incoming, outgoing = sock.makefile("rb"), sock.makefile("wb")
     try:
@@ -269,6 +285,19 @@ def serve_appends(path: Path, sock: socket.socket) -> None:
         pass  # the parent is gone: nobody is waiting for the answer
     finally:
         conn.close()
+
+
+def _checkpoints(path: Path) -> None:
+    """Every CHECKPOINT_EVERY_S, copy what the WAL holds into the database without waiting
+    for a reader or a writer (PASSIVE), on a connection of this thread's own. It runs for the
+    child's life (a daemon thread); a checkpoint cut off by the child's death is safe (the
+    WAL is kept until one completes). A failed one is tried again at the next tick."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.execute("PRAGMA synchronous = FULL")
+    while True:
+        time.sleep(CHECKPOINT_EVERY_S)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 def _read_frame(stream: BinaryIO) -> bytes | None:

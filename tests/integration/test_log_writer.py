@@ -26,7 +26,7 @@ from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.tree import TreeState
 from gateway.storage.sqlite import SqliteStore
-from gateway.storage.sqlite_writer import CHILD_APPEND_MAX, LogWriter
+from gateway.storage.sqlite_writer import CHECKPOINT_EVERY_S, CHILD_APPEND_MAX, LogWriter
 from tests.integration.test_ledger_multiwriter import writer_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,3 +236,20 @@ def test_the_child_loads_no_model_driver_or_crypto_library() -> None:
     loaded = set(done.stdout.split())
     assert "gateway" in loaded
     assert not loaded & {"pydantic", "pydantic_core", "asyncpg", "cryptography", "aiohttp"}
+
+
+async def test_the_childs_thread_checkpoints_the_wal_without_an_append_waiting(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    # Small appends never fill the WAL to the 64 MiB at which a commit would copy it into the
+    # database; the child's checkpointer copies it within CHECKPOINT_EVERY_S of going idle.
+    database = tmp_path / "gateway.sqlite3"
+    for n in range(0, 300, 3):
+        await store.ledger_append([record(n), record(n + 1), record(n + 2)])
+    before = database.stat().st_size
+    async with asyncio.timeout(10 * CHECKPOINT_EVERY_S + 5):
+        while True:  # until the leaves reach the database file
+            if database.stat().st_size > before:
+                break
+            await asyncio.sleep(CHECKPOINT_EVERY_S / 5)
+    assert await store.ledger_size() == 300
