@@ -51,8 +51,8 @@ copy: tens of milliseconds for the fraud checks of that group and every check qu
 it. The child's connection never checkpoints (`wal_autocheckpoint = 0`); a thread of its own
 runs a PASSIVE checkpoint every CHECKPOINT_EVERY_S, which waits for no reader or writer and
 takes no lock an append needs, so the WAL stays small too. Measured with the fraud benchmark
-at 150 checks/s, two runs each: added p99 7.1 and 8.6 ms against 12.7 and 11.4 ms, added p50
-3.6 and 3.1 ms against 4.6 and 4.2 ms.
+at 150 checks/s, five A/B pairs: added p99 6.0-8.6 ms against 9.3-16.0 ms without it, added
+p50 3.0-3.6 ms against 4.2-5.5 ms.
 """
 
 from __future__ import annotations
