@@ -22,7 +22,7 @@ from gateway.storage.migrations import SQLITE_MIGRATIONS, apply_sqlite
 __all__ = ["BUSY_TIMEOUT_S", "connect", "connect_reader", "is_busy", "transaction"]
 
 BUSY_TIMEOUT_S = 30.0
-_WAL_CHECKPOINT_PAGES = 16384
+WAL_CHECKPOINT_PAGES: Final = 16384  # 64 MiB of 4 KiB pages: when SQLite checkpoints
 _CACHE_KIB = 64 * 1024
 
 
@@ -75,11 +75,11 @@ def connect(path: Path) -> sqlite3.Connection:
         # A bulk import touches a page per row of the (subject, purpose, ...) index; checkpointing
         # every 64 MiB of WAL instead of SQLite's 4 MiB copies a page touched by several batches
         # once, not once per batch (a third less commit time), and the size limit trims the file.
-        conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         # The same index wants to stay in memory: with SQLite's default 2 MiB cache every insert
         # re-reads its leaf page from the OS (a 1M-line import took 1.6x as long).
         conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        conn.execute(f"PRAGMA journal_size_limit = {_WAL_CHECKPOINT_PAGES * 4096}")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_CHECKPOINT_PAGES * 4096}")
         apply_sqlite(conn, SQLITE_MIGRATIONS)
     except BaseException:
         conn.close()

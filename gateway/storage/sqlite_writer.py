@@ -80,6 +80,7 @@ from gateway.delivery.outbox import SideWrite
 from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord
 from gateway.logconfig import configure_logging
+from gateway.storage.sqlite_connect import WAL_CHECKPOINT_PAGES
 
 __all__ = ["CHILD_APPEND_MAX", "LogWriter", "serve_appends"]
 
@@ -263,7 +264,7 @@ def serve_appends(path: Path, sock: socket.socket) -> None:
 
     conn = connect(path)  # the parent migrated it: the migrations find nothing to do
     conn.execute(f"PRAGMA cache_size = -{_CHILD_CACHE_KIB}")
-    # No append of the child's checkpoints the WAL itself: its own thread does (module doc).
+    # The child's appends never checkpoint the WAL: its own thread does (module doc).
     conn.execute("PRAGMA wal_autocheckpoint = 0")
     threading.Thread(target=_checkpoints, args=(path,), name="checkpointer", daemon=True).start()
     ledger = SqliteLedger()
@@ -288,16 +289,33 @@ def serve_appends(path: Path, sock: socket.socket) -> None:
 
 
 def _checkpoints(path: Path) -> None:
-    """Every CHECKPOINT_EVERY_S, copy what the WAL holds into the database without waiting
-    for a reader or a writer (PASSIVE), on a connection of this thread's own. It runs for the
-    child's life (a daemon thread); a checkpoint cut off by the child's death is safe (the
-    WAL is kept until one completes). A failed one is tried again at the next tick."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    """`checkpoint` every CHECKPOINT_EVERY_S, on a connection of this thread's own, for the
+    child's life (a daemon thread). A checkpoint cut off by the child's death is safe: the WAL
+    is kept until one completes."""
+    # A RESTART waits at most this long for the append under way; else the next tick tries.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=1.0)
     conn.execute("PRAGMA synchronous = FULL")
     while True:
         time.sleep(CHECKPOINT_EVERY_S)
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        checkpoint(conn)
+
+
+def checkpoint(conn: sqlite3.Connection, max_frames: int = WAL_CHECKPOINT_PAGES) -> str:
+    """Copy what the WAL holds into the database without waiting for a reader or a writer
+    (PASSIVE). Under appends that never pause, a PASSIVE checkpoint may never catch up, and
+    SQLite starts the WAL over only once one has; past `max_frames` (the 64 MiB at which
+    SQLite itself would checkpoint) it is a RESTART, which waits for the append under way,
+    holds the next one back while it copies, and lets the WAL start over: what every append
+    used to risk, now only when the WAL has outgrown the passive copies. Returns the mode
+    run; a failure (the database busy past the timeout) is left to the next tick."""
+    try:
+        _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames <= max_frames:
+            return "passive"
+        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        return "restart"
+    except sqlite3.Error:
+        return "failed"
 
 
 def _read_frame(stream: BinaryIO) -> bytes | None:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -26,7 +27,12 @@ from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord
 from gateway.ledger.tree import TreeState
 from gateway.storage.sqlite import SqliteStore
-from gateway.storage.sqlite_writer import CHECKPOINT_EVERY_S, CHILD_APPEND_MAX, LogWriter
+from gateway.storage.sqlite_writer import (
+    CHECKPOINT_EVERY_S,
+    CHILD_APPEND_MAX,
+    LogWriter,
+    checkpoint,
+)
 from tests.integration.test_ledger_multiwriter import writer_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -253,3 +259,20 @@ async def test_the_childs_thread_checkpoints_the_wal_without_an_append_waiting(
                 break
             await asyncio.sleep(CHECKPOINT_EVERY_S / 5)
     assert await store.ledger_size() == 300
+
+
+def test_a_wal_the_passive_copies_cannot_keep_small_is_restarted(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite3"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")
+    writer.execute("PRAGMA wal_autocheckpoint = 0")
+    writer.execute("CREATE TABLE t (x BLOB)")
+    for _ in range(20):
+        writer.execute("INSERT INTO t VALUES (?)", (b"x" * 8000,))
+    checkpointer = sqlite3.connect(path, isolation_level=None, timeout=1.0)
+    assert checkpoint(checkpointer, max_frames=10_000) == "passive"  # small: copied, kept
+    assert checkpoint(checkpointer, max_frames=5) == "restart"  # past the bound
+    writer.execute("INSERT INTO t VALUES (?)", (b"x",))  # the WAL starts over
+    frames = checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert frames < 5
+    assert writer.execute("SELECT count(*) FROM t").fetchone()[0] == 21
