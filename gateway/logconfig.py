@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final
 
 import structlog
 
@@ -79,7 +79,14 @@ class StdlibToStructlog(logging.Handler):
         log.log(record.levelno, message, logger=record.name, exc_info=record.exc_info)
 
 
-def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
+# The settings that configure logging (gateway.settings reads and checks them at start).
+LEVEL_ENV: Final = "GATEWAY_LOG_LEVEL"
+FORMAT_ENV: Final = "GATEWAY_LOG_FORMAT"
+DEFAULT_LEVEL: Final = "info"
+DEFAULT_FORMAT: Final = "json"
+
+
+def configure_logging(*, level: str = DEFAULT_LEVEL, fmt: str = DEFAULT_FORMAT) -> None:
     """Configure structlog once, from settings, in the entry point; route the stdlib's
     records (libraries') through it (StdlibToStructlog)."""
     threshold = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
@@ -104,3 +111,14 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [StdlibToStructlog()]
     root.setLevel(threshold)
+
+
+def configure_logging_as_parent(environ: Mapping[str, str]) -> None:
+    """`configure_logging` in a child process of the service, from the environment it
+    inherited, whose values the service checked when it started (gateway.settings reads the
+    same variables, with the same defaults). The child needs no Settings: importing them
+    loads phonenumbers and pydantic, 13 MB."""
+    configure_logging(
+        level=environ.get(LEVEL_ENV) or DEFAULT_LEVEL,
+        fmt=environ.get(FORMAT_ENV) or DEFAULT_FORMAT,
+    )

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from gateway.errors import ConfigError
 from gateway.identifiers.regions import ISO_3166_ALPHA2
+from gateway.logconfig import DEFAULT_FORMAT, DEFAULT_LEVEL, FORMAT_ENV, LEVEL_ENV
 
 LogWriterMode: TypeAlias = Literal["process", "thread"]
 """Where the SQLite store appends to the transfer log (gateway/storage/sqlite_writer.py)."""
@@ -149,15 +150,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "log_level",
-        "GATEWAY_LOG_LEVEL",
-        lambda: "info",
+        LEVEL_ENV,
+        lambda: DEFAULT_LEVEL,
         "debug, info, warning, error",
         _one_of("debug", "info", "warning", "error"),
     ),
     SettingSpec(
         "log_format",
-        "GATEWAY_LOG_FORMAT",
-        lambda: "json",
+        FORMAT_ENV,
+        lambda: DEFAULT_FORMAT,
         "json or console",
         _one_of("json", "console"),
     ),

@@ -80,7 +80,7 @@ import structlog
 from gateway.delivery.outbox import SideWrite
 from gateway.errors import StorageError
 from gateway.ledger.store import LeafRecord
-from gateway.logconfig import configure_logging
+from gateway.logconfig import configure_logging_as_parent
 from gateway.storage.sqlite_connect import WAL_CHECKPOINT_PAGES
 
 __all__ = ["CHILD_APPEND_MAX", "LogWriter", "serve_appends"]
@@ -347,12 +347,8 @@ def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent drains, then closes the socket
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdout = sys.stderr  # nothing but frames may reach the parent, and they go by socket
-    # The service's log settings, which it checked when it started (the child inherits its
-    # environment): a failure here is a log event on the service's stderr like any other.
-    configure_logging(
-        level=os.environ.get("GATEWAY_LOG_LEVEL", "info"),
-        fmt=os.environ.get("GATEWAY_LOG_FORMAT", "json"),
-    )
+    # A failure here is a log event on the service's stderr like any other.
+    configure_logging_as_parent(os.environ)
     try:
         serve_appends(path, socket.socket(fileno=fd))
     except Exception:
