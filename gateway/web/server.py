@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import (
@@ -32,8 +32,8 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from gateway.errors import PROBLEM_MEDIA_TYPE, internal_problem, problem_type
-from gateway.web.problems import harden
+from gateway.errors import internal_problem, problem_type
+from gateway.web.problems import harden, problem_response
 
 # What each refusal says: the kind of error only, never the bytes aiohttp quotes.
 _DETAILS: tuple[tuple[type[Exception], str], ...] = (
@@ -47,24 +47,22 @@ _DETAILS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-def refusal_problem(status: int, exc: BaseException | None) -> dict[str, object]:
+def refusal_problem(status: int, exc: BaseException | None) -> dict[str, Any]:
     """The problem body for a request aiohttp refused (`status`: its status, 400 for every
     parse error) or failed outside the middlewares (500, 504). No `instance`: such a request
     may have no readable target."""
-    if status >= 500 and status != HTTPStatus.GATEWAY_TIMEOUT:
-        return internal_problem()
-    detail = next(
-        (text for kind, text in _DETAILS if isinstance(exc, kind)),
-        "the request is not valid HTTP/1.1",
-    )
     if status == HTTPStatus.GATEWAY_TIMEOUT:
-        detail = "the gateway did not finish the request in time"
-    return {
-        "type": problem_type("malformed-http" if status < 500 else "timeout"),
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
+        slug, detail = "timeout", "the gateway did not finish the request in time"
+    elif status >= 500:
+        return internal_problem()
+    else:
+        slug = "malformed-http"
+        detail = next(
+            (text for kind, text in _DETAILS if isinstance(exc, kind)),
+            "the request is not valid HTTP/1.1",
+        )
+    title = HTTPStatus(status).phrase
+    return {"type": problem_type(slug), "title": title, "status": status, "detail": detail}
 
 
 class ProblemRequestHandler(RequestHandler):
@@ -80,11 +78,7 @@ class ProblemRequestHandler(RequestHandler):
         # aiohttp's own answer first: it logs the error (through logconfig's handler, which
         # keeps the quoted bytes out of the log) and raises when a response was under way.
         super().handle_error(request, status, exc, message)
-        answer = web.Response(
-            status=status,
-            text=json.dumps(refusal_problem(status, exc)),
-            content_type=PROBLEM_MEDIA_TYPE,
-        )
+        answer = problem_response(refusal_problem(status, exc))
         answer.force_close()
         harden(answer)  # the app's on_response_prepare does not run for a request this early
         return answer
