@@ -8,6 +8,14 @@ calls that arrive while one transaction commits share the next one, so the numbe
 commits (fsyncs) per second stays small while the entries per second grow. `append` returns
 only once its transaction is durable.
 
+Small calls go first: the appender takes calls of up to `BULK_FROM` records (a fraud check's
+provision or verdict, a consent's) before any larger one (an upload's chunk of ten thousand,
+its delivery outcomes), each kind in the order it came. A bulk transaction takes tens to
+hundreds of milliseconds, and an upload queues several at once (a chunk and the outcomes of
+four deliveries); a fraud check queued behind them all would wait for every one. Now it waits
+for the one under way at most. Every caller awaits its own call, so no caller sees the
+difference in order; the log's indexes follow the order of commits, as they always did.
+
 Checkpoints are C2SP tlog-checkpoint notes signed with the keyring's log-signing key
 (docs/ledger.md §3), made after every `checkpoint_every` new entries, every
 `checkpoint_seconds` while the log grows, on `checkpoint()` and when the service stops.
@@ -43,13 +51,15 @@ from gateway.ledger.tree import (
     range_hash,
 )
 
-__all__ = ["Ledger", "Sleep"]
+__all__ = ["BULK_FROM", "Ledger", "Sleep"]
 
 log = structlog.get_logger("gateway.ledger")
 
 Sleep: TypeAlias = Callable[[float], Awaitable[None]]
 _Pending: TypeAlias = tuple[Sequence[LeafRecord], Sequence[SideWrite], "asyncio.Future[int]"]
 _PLACEHOLDER: Final = bytes(HASH_SIZE)
+# Calls of more records than this wait while smaller ones are queued (module docstring).
+BULK_FROM: Final = 1_000
 
 
 class Ledger:
@@ -85,7 +95,8 @@ class Ledger:
         self._max_batch = max_batch
         self._sleep = sleep
         self._vkey = verifier_key(origin, keyring.signing_public_key())  # fails fast
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Pending] = deque()  # calls of up to BULK_FROM records
+        self._bulk: deque[_Pending] = deque()  # larger ones
         self._wakeup = asyncio.Event()  # something was queued, or stop() began
         self._due = asyncio.Event()  # a checkpoint is due, or stop() began
         self._checkpoint_lock = asyncio.Lock()
@@ -151,31 +162,31 @@ class Ledger:
         if not self._tasks or self._closing:
             raise RuntimeError("the ledger is not running")
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.append((records, outbox, future))
+        (self._bulk if len(records) > BULK_FROM else self._queue).append((records, outbox, future))
         self._wakeup.set()
         return await future
 
     async def _append_loop(self) -> None:
-        while self._queue or not self._closing:
-            if not self._queue:
+        while self._queue or self._bulk or not self._closing:
+            if not (self._queue or self._bulk):
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            await self._commit(self._take())
+            await self._commit(self._take(self._queue) or self._take(self._bulk))
 
-    def _take(self) -> list[_Pending]:
-        """What is queued right now, up to max_batch records; a call is never split, and one
-        larger than max_batch goes alone."""
+    def _take(self, queue: deque[_Pending]) -> list[_Pending]:
+        """What `queue` holds right now, up to max_batch records; a call is never split, and
+        one larger than max_batch goes alone."""
         group: list[_Pending] = []
         count = 0
-        while self._queue:
-            records, _, future = self._queue[0]
+        while queue:
+            records, _, future = queue[0]
             if future.done():  # its caller was cancelled before we took it
-                self._queue.popleft()
+                queue.popleft()
                 continue
             if group and count + len(records) > self._max_batch:
                 break
-            group.append(self._queue.popleft())
+            group.append(queue.popleft())
             count += len(records)
         return group
 

@@ -14,7 +14,7 @@ from gateway.delivery.outbox import OutboxRow, SideWrite
 from gateway.errors import StorageError
 from gateway.keyring import Keyring, init_keyring
 from gateway.ledger.checkpoint import open_note
-from gateway.ledger.service import Ledger
+from gateway.ledger.service import BULK_FROM, Ledger
 from gateway.ledger.store import LeafRecord, LedgerStore, StoredCheckpoint
 from gateway.ledger.tree import (
     EMPTY_ROOT,
@@ -42,12 +42,15 @@ class CountingStore:
         self.outboxes: list[list[SideWrite]] = []
         self.node_reads: list[list[tuple[int, int]]] = []
         self.fail_next: Exception | None = None
+        self.gate: asyncio.Event | None = None  # when set here, appends wait for it
 
     async def ledger_append(
         self, records: Sequence[LeafRecord], outbox: Sequence[SideWrite] = ()
     ) -> int:
         self.appends.append(len(records))
         self.outboxes.append(list(outbox))
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
@@ -211,6 +214,27 @@ async def test_outbox_rows_follow_their_calls_records_when_calls_are_joined(
     assert [tuple(row) for row in stored] == [("d-a", 1, 2), ("d-b", 4, 2), ("d-c", 7, 1)]
     with pytest.raises(ValueError, match="nothing"):
         await ledger.append([], [outbox_row("d-d", 0)])
+
+
+async def test_small_calls_go_before_bulk_calls_queued_earlier(
+    ledger: Ledger, counting: CountingStore
+) -> None:
+    """A fraud check's entries do not wait for the upload chunks queued before them."""
+    counting.gate = asyncio.Event()  # the appender holds the first call's transaction
+    first = asyncio.create_task(ledger.append([record(0)]))
+    await settle()
+    assert counting.appends == [1]
+    bulk = [asyncio.create_task(ledger.append(records(1, BULK_FROM + n))) for n in (1, 2)]
+    await asyncio.sleep(0)  # queued before the small ones
+    sizes = [1, BULK_FROM, 2]  # BULK_FROM records is still a small call
+    small = [asyncio.create_task(ledger.append(records(1, size))) for size in sizes]
+    await asyncio.sleep(0)
+    counting.gate.set()
+    assert await first == 0
+    assert await asyncio.gather(*small) == [1, 2, BULK_FROM + 2]
+    # then the bulk calls, in their order, joined up to max_batch as any calls are
+    assert await asyncio.gather(*bulk) == [BULK_FROM + 4, 2 * BULK_FROM + 5]
+    assert counting.appends == [1, sum(sizes), 2 * BULK_FROM + 3]
 
 
 async def test_a_call_cancelled_before_it_was_taken_is_dropped(
