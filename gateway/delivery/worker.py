@@ -42,6 +42,7 @@ from tenacity import RetryCallState
 
 from gateway.adapters.customer_match import INGEST_PATH, REMOVE_PATH
 from gateway.contracts import PartnerContract
+from gateway.cooperative import Priority, Steps, collected, in_slices
 from gateway.delivery.outbox import (
     DeliveryMeta,
     DeliveryState,
@@ -113,7 +114,10 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         settings: WorkerSettings | None = None,
         removals: Removals,
+        priority: Priority | None = None,
     ) -> None:
+        """`priority`: whose urgent work (fraud checks) building a delivery's outcome
+        entries waits for (gateway.cooperative); by default, nobody's."""
         self._store = store
         self._ledger = ledger
         self._contracts = contracts
@@ -129,6 +133,7 @@ class DeliveryWorker:
         self._sweep_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()  # set by stop(): take nothing new
         self._removals = removals  # the app's (Services.removals): who to remove again
+        self._pause = (priority or Priority()).pause
 
     # lifecycle
 
@@ -289,7 +294,8 @@ class DeliveryWorker:
             rows = await self._store.removal_checks_owed(after_seq=after, limit=SWEEP_PAGE)
             for row in rows:
                 if row.delivery_id not in self._in_flight:
-                    await self._remove_stopped(row, DeliveryMeta.decode(row.meta))
+                    meta = await in_slices(DeliveryMeta.decoded(row.meta), self._pause)
+                    await self._remove_stopped(row, meta)
                     ran += 1
             if len(rows) < SWEEP_PAGE:
                 break
@@ -350,8 +356,10 @@ class DeliveryWorker:
         meta: DeliveryMeta | None = None
         records: list[LeafRecord] = []
         if contract is not None:  # a row whose contract is gone cannot say what it was
-            meta = DeliveryMeta.decode(row.meta)
-            records = self._outcome_records(row, contract, meta, state, error, now)
+            # 10,000 subjects a row: in slices, so a fraud check need not wait for them all
+            meta = await in_slices(DeliveryMeta.decoded(row.meta), self._pause)
+            steps = self._outcome_records(row, contract, meta, state, error, now)
+            records = await in_slices(steps, self._pause)
         if records:
             await self._ledger.append(records, outbox=[done])
         else:
@@ -374,7 +382,7 @@ class DeliveryWorker:
         state: DeliveryState,
         error: str | None,
         now: datetime,
-    ) -> list[LeafRecord]:
+    ) -> Steps[list[LeafRecord]]:
         delivered = state is DeliveryState.DELIVERED
         reasons = () if delivered else ({"code": "delivery_failed", "message": error or ""},)
         entries = OutcomeEntries(
@@ -388,10 +396,14 @@ class DeliveryWorker:
             time=now,
             reasons=reasons,
         )
-        return [
-            entries.record(subject_id=subject, subject_key=key, payload_sha256=sha, refers_to=index)
-            for index, (subject, key, sha) in enumerate(meta.subjects, row.first_index)
-        ]
+        return (
+            yield from collected(
+                entries.record(
+                    subject_id=subject, subject_key=key, payload_sha256=sha, refers_to=index
+                )
+                for index, (subject, key, sha) in enumerate(meta.subjects, row.first_index)
+            )
+        )
 
 
 def _error_text(exc: BaseException) -> str:

@@ -40,6 +40,7 @@ from gateway.adapters import UnencodableValue
 from gateway.adapters.attribute_export import content_type, encode_row, header_bytes
 from gateway.contract_kinds import PER_PERSON_NAMES, ExportFormat
 from gateway.contracts import PartnerContract
+from gateway.cooperative import Steps
 from gateway.delivery.outbox import (
     NewJob,
     Rejection,
@@ -129,7 +130,7 @@ class ExportPlanner:
         *,
         done: int,
         last: bool,
-    ) -> ChunkPlan:
+    ) -> Steps[ChunkPlan]:
         assert contract.export is not None, "checked by check()"
         ctx = _Export(
             job_id=job.job_id,
@@ -146,7 +147,7 @@ class ExportPlanner:
                 for name in contract.export.columns
             },
         )
-        return _plan(ctx, lines, states, now, done=done, last=last)
+        return (yield from _plan(ctx, lines, states, now, done=done, last=last))
 
 
 def _known_fields(contract: PartnerContract) -> frozenset[str]:
@@ -189,7 +190,7 @@ def _plan(
     *,
     done: int,
     last: bool,
-) -> ChunkPlan:
+) -> Steps[ChunkPlan]:
     plan = ChunkPlan()
     denied_entries = _entries(ctx, Outcome.DENIED, now)
     rows: list[_Row] = []
@@ -214,8 +215,9 @@ def _plan(
             decision, reasons = outcome
             denied.append(denied_entries.record(decision, subject_key=key, reasons=reasons))
             plan.count("invalid")
+        yield
     if rows:
-        _queue(ctx, plan, _entries(ctx, Outcome.ALLOWED, now), rows, now)
+        yield from _queue(ctx, plan, _entries(ctx, Outcome.ALLOWED, now), rows, now)
     return plan.close(ctx.job_id, denied, done=done, last=last, now=now)
 
 
@@ -227,10 +229,10 @@ def _entries(ctx: _Export, outcome: Outcome, now: datetime) -> TransferEntries:
 
 def _queue(
     ctx: _Export, plan: ChunkPlan, entries: TransferEntries, rows: Sequence[_Row], now: datetime
-) -> None:
+) -> Steps[None]:
     """One file (header and rows) for `rows`, and their entries, contiguous in the append."""
     head = header_bytes(ctx.fmt) if ctx.fmt.header else b""
-    plan.request(
+    yield from plan.request(
         (entries.record(r.decision, subject_key=r.key, payload_sha256=r.sha) for r in rows),
         subjects=tuple((r.decision.subject_id, r.key, r.sha) for r in rows),
         delivery_id=ctx.planner.new_id(),

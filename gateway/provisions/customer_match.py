@@ -6,6 +6,8 @@ time, it returns the log entries, the outbox rows (Data Manager ingest requests 
 consent-homogeneous batches of at most 10,000 members) and the per-record rejections, which
 the caller writes in ONE `Ledger.append` (entries, outbox rows and the job's progress commit
 together, so a crash leaves a chunk either wholly recorded and queued, or not at all).
+`plan_chunk_steps` is the same work as gateway.cooperative steps, which the service runs in
+slices of a few milliseconds: a chunk takes a few hundred, and a fraud check must not wait.
 
 Per record: the shape is checked (a bad record is rejected, with the field named and never
 its value); `policy.decide` rules on the provision; the allowed fields are normalized and
@@ -46,6 +48,7 @@ from gateway.adapters.customer_match import (
 )
 from gateway.contract_kinds import Destination
 from gateway.contracts import PartnerContract
+from gateway.cooperative import Steps, run_through
 from gateway.delivery.outbox import (
     DeliveryMeta,
     JobProgress,
@@ -62,7 +65,7 @@ from gateway.policy_cache import DecisionCache, Evidence, RequestDecisions
 from gateway.provisions.customer_match_records import RECORD_FIELDS, checked_record
 from gateway.provisions.kind_entries import KindEntries
 
-__all__ = ["RECORD_FIELDS", "ChunkPlan", "UploadContext", "plan_chunk"]
+__all__ = ["RECORD_FIELDS", "ChunkPlan", "UploadContext", "plan_chunk", "plan_chunk_steps"]
 
 OPERATION: Final = "ingest"
 CONTENT_TYPE: Final = "application/json"
@@ -128,14 +131,17 @@ class ChunkPlan:
         content_type: str,
         payload: bytes,
         now: datetime,
-    ) -> None:
+    ) -> Steps[None]:
         """One outbox request and the entries of its people (one each, in `subjects` order:
         subject id, subject key, payload SHA-256), contiguous in the append, the row pointing
-        at them. What every planner queues a request with."""
+        at them. What every planner queues a request with; pauses after each entry."""
         offset = len(self.records)
-        self.records.extend(entries)
+        for entry in entries:
+            self.records.append(entry)
+            yield
         assert len(self.records) - offset == len(subjects), "one entry per person"
         meta = DeliveryMeta(purpose=purpose, legal_basis=legal_basis, subjects=subjects)
+        encoded = yield from meta.encoded()
         self.writes.append(
             OutboxRow(
                 delivery_id=delivery_id,
@@ -147,7 +153,7 @@ class ChunkPlan:
                 entry_count=len(subjects),
                 content_type=content_type,
                 payload=payload,
-                meta=meta.encode(),
+                meta=encoded,
                 created_at=now,
             )
         )
@@ -184,10 +190,24 @@ def plan_chunk(
     """Plan one chunk: `lines` are (1-based line, parsed record or an error message) in input
     order; `done` is the job's resume point after this chunk (a line number: every line up to
     it is consumed; blank lines have numbers too, so it is no count of records)."""
+    return run_through(plan_chunk_steps(ctx, lines, states, now, done=done, last=last))
+
+
+def plan_chunk_steps(
+    ctx: UploadContext,
+    lines: Sequence[tuple[int, object]],
+    states: Mapping[str, SubjectState],
+    now: datetime,
+    *,
+    done: int,
+    last: bool,
+) -> Steps[ChunkPlan]:
+    """`plan_chunk`, pausing after each record and each entry (gateway.cooperative)."""
     chunk = _Chunk(ctx, now)
     for line, raw in lines:
         chunk.take(line, raw, states)
-    return chunk.close(done=done, last=last)
+        yield
+    return (yield from chunk.close(done=done, last=last))
 
 
 class _Chunk:
@@ -247,19 +267,19 @@ class _Chunk:
         self._group(state).append(queued)
         self.plan.count("allowed")
 
-    def close(self, *, done: int, last: bool) -> ChunkPlan:
+    def close(self, *, done: int, last: bool) -> Steps[ChunkPlan]:
         """The requests, consent group by group, after the entries; then the chunk's tail."""
         for personalization, members in enumerate(self._groups):  # in ConsentFlags order
             flags = (True, bool(personalization))
             for start in range(0, len(members), MAX_MEMBERS):
-                self._queue(flags, members[start : start + MAX_MEMBERS])
+                yield from self._queue(flags, members[start : start + MAX_MEMBERS])
         return self.plan.close(self.ctx.job_id, self.denied, done=done, last=last, now=self.now)
 
-    def _queue(self, flags: ConsentFlags, members: Sequence[_Queued]) -> None:
+    def _queue(self, flags: ConsentFlags, members: Sequence[_Queued]) -> Steps[None]:
         """One ingest request for `members`, and their entries, contiguous in the append."""
         ctx = self.ctx
         allowed = self.kinds.allowed
-        self.plan.request(
+        yield from self.plan.request(
             (allowed(d, e, subject, key, sha) for d, e, subject, _, sha, key in members),
             subjects=tuple((subject, key, sha) for _, _, subject, _, sha, key in members),
             delivery_id=ctx.new_id(),

@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from gateway.contracts import PartnerContract
+from gateway.cooperative import Priority, Steps, in_slices
 from gateway.delivery.outbox import JobRecord, NewJob
 from gateway.errors import Conflict, FieldError, NotFound, ValidationFailed
 from gateway.ledger.service import Ledger
 from gateway.models import LegalBasis, PartnerKind, SubjectState
-from gateway.provisions.customer_match import ChunkPlan, UploadContext, plan_chunk
+from gateway.provisions.customer_match import ChunkPlan, UploadContext, plan_chunk_steps
 from gateway.storage import Store
 
 __all__ = ["CHUNK_RECORDS", "CustomerMatchPlanner", "JobRequest", "Jobs", "Planner", "job_view"]
@@ -70,10 +71,11 @@ class Planner(Protocol):
         *,
         done: int,
         last: bool,
-    ) -> ChunkPlan:
+    ) -> Steps[ChunkPlan]:
         """One chunk: (1-based line, record or parse-error text) in input order; `done` is
         the job's resume point after it (the line of its last record). Raises nothing for
-        any record."""
+        any record. Pauses (gateway.cooperative) after each record, say: a chunk takes a
+        few hundred milliseconds, too long to hold the loop."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class CustomerMatchPlanner:
         *,
         done: int,
         last: bool,
-    ) -> ChunkPlan:
+    ) -> Steps[ChunkPlan]:
         assert request.destination is not None, "checked by check()"
         ctx = UploadContext(
             job_id=job.job_id,
@@ -119,7 +121,7 @@ class CustomerMatchPlanner:
             subject_key=self.subject_key,
             new_id=self.new_id,
         )
-        return plan_chunk(ctx, lines, states, now, done=done, last=last)
+        return plan_chunk_steps(ctx, lines, states, now, done=done, last=last)
 
 
 class Jobs:
@@ -134,13 +136,17 @@ class Jobs:
         clock: Callable[[], datetime],
         default_region: str,
         planner: Planner | None = None,
+        priority: Priority | None = None,
     ) -> None:
+        """`priority`: whose urgent work (fraud checks) planning a chunk waits for
+        (gateway.cooperative); by default, nobody's."""
         self._store = store
         self._ledger = ledger
         self._contracts = contracts
         self._new_id = new_id
         self._clock = clock
         self._planner = planner or CustomerMatchPlanner(subject_key, new_id, default_region)
+        self._pause = (priority or Priority()).pause
 
     def contract_for(self, request: JobRequest) -> PartnerContract:
         """The contract, checked to take this request. Raises NotFound, ValidationFailed."""
@@ -209,8 +215,9 @@ class Jobs:
         self, ctx: _Chunking, done: int, lines: AsyncIterator[tuple[int, Any]]
     ) -> None:
         """Chunk the input and write each chunk's plan in order. The next chunk is planned
-        (CPU, on the loop) while the previous one commits (I/O, on the store's side): the
-        consent states it needs are read first, so the commit does not wait behind them."""
+        (CPU, on the loop, in slices) while the previous one commits (I/O, on the store's
+        side): the consent states it needs are read first, so the commit does not wait behind
+        them."""
         chunk: list[tuple[int, Any]] = []
         last_line = done
         ready: ChunkPlan | None = None
@@ -241,10 +248,11 @@ class Jobs:
         writing = asyncio.create_task(self._write(ready)) if ready is not None else None
         try:
             await asyncio.sleep(0)  # let the write reach the store before planning
-            plan = self._planner.plan(
+            steps = self._planner.plan(
                 ctx.request, ctx.job, ctx.contract, chunk, states, self._clock(), done=done,
                 last=last,
             )  # fmt: skip
+            plan = await in_slices(steps, self._pause)  # a fraud check need not wait for it
         except BaseException:
             if writing is not None:
                 await asyncio.gather(writing, return_exceptions=True)

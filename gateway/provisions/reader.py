@@ -9,13 +9,14 @@ UTF-8 byte order mark before the first line, as spreadsheet programs write expor
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from time import perf_counter
 from typing import Literal
 
 from gateway.consent import SUBJECT_ID_PATTERN
 from gateway.consent_import import MAX_LINE_BYTES, LineSplitter, csv_cells, has_duplicate_keys
+from gateway.cooperative import SLICE_S, yield_loop
 from gateway.delivery.outbox import Rejection
 from gateway.errors import FieldError, ValidationFailed, shown_name
 
@@ -25,17 +26,27 @@ Line = tuple[int, "dict[str, object] | str"]
 
 
 async def read_records(
-    chunks: AsyncIterable[bytes], fmt: Literal["jsonl", "csv"], *, columns: frozenset[str]
+    chunks: AsyncIterable[bytes],
+    fmt: Literal["jsonl", "csv"],
+    *,
+    columns: frozenset[str],
+    pause: Callable[[], Awaitable[None]] = yield_loop,
 ) -> AsyncIterator[Line]:
     """Records of the body, in order. Raises ValidationFailed for a CSV header that names a
     column outside `columns`, names one twice or lacks subject_id, and for a body with no
-    record at all (the upload cannot be understood, or holds nothing: as `records: []`)."""
+    record at all (the upload cannot be understood, or holds nothing: as `records: []`).
+    Awaits `pause` (Priority.pause, say) once each SLICE_S of reading and of what the caller
+    does between two records: a body that arrives at once must not hold the loop."""
     splitter = LineSplitter()
     header: list[str] | None = None
     number = 0
     found = False
+    deadline = perf_counter() + SLICE_S
     async for chunk in chunks:
         for raw in splitter.feed(chunk):
+            if perf_counter() >= deadline:
+                await pause()
+                deadline = perf_counter() + SLICE_S
             if fmt == "csv" and header is None:
                 header = _header(raw, columns)
                 continue
@@ -44,7 +55,6 @@ async def read_records(
                 continue  # a blank line is no record (a trailing newline, say)
             found = True
             yield number, _record(raw, header)
-        await asyncio.sleep(0)  # a body that arrives at once must not starve the loop
     for raw in splitter.finish():
         if fmt == "csv" and header is None:
             header = _header(raw, columns)

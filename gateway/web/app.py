@@ -75,6 +75,7 @@ async def _delivery_running(app: web.Application) -> AsyncIterator[None]:
                 concurrency=settings.delivery_concurrency, policy=services.retry_policy
             ),
             removals=services.removals,
+            priority=services.priority,
         )
         app[DELIVERY] = worker
         worker.start()

@@ -83,7 +83,8 @@ async def post_attribute_export(request: web.Request, caller: Caller) -> web.Str
             assert contract.export is not None, "checked by contract_for"
             fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
             columns = frozenset(contract.export.columns)
-            lines = read_records(request.content.iter_any(), fmt, columns=columns)
+            pause = request.app[SERVICES].priority.pause
+            lines = read_records(request.content.iter_any(), fmt, columns=columns, pause=pause)
         return await accept_job(request, caller, jobs, job_request, lines)
 
 

@@ -176,11 +176,12 @@ async def fraud_running(app: web.Application) -> AsyncIterator[None]:
 
 async def post_fraud_check(request: web.Request, caller: Caller) -> web.StreamResponse:
     started = time.monotonic()  # the provider's budget counts from here
-    body = await read_model(request, FraudCheckBody)
-    order = {k: v for k, v in body.order if v is not None and v != ""}  # null, "": absent
-    checks = request.app[FRAUD_CHECKS]
-    answer = await checks.check(body.partner, body.subject_id, order, started=started)
-    return json_response(answer)
+    with request.app[SERVICES].priority.urgent():  # an upload's work waits (cooperative.py)
+        body = await read_model(request, FraudCheckBody)
+        order = {k: v for k, v in body.order if v is not None and v != ""}  # null, "": absent
+        checks = request.app[FRAUD_CHECKS]
+        answer = await checks.check(body.partner, body.subject_id, order, started=started)
+        return json_response(answer)
 
 
 ENDPOINTS = [

@@ -67,6 +67,7 @@ def jobs_for(services: Services, planner: Planner | None = None) -> Jobs:
         clock=services.clock,
         default_region=services.settings.default_region,
         planner=planner,
+        priority=services.priority,
     )
 
 
@@ -146,7 +147,12 @@ async def post_customer_match(request: web.Request, caller: Caller) -> web.Strea
             require_media(request, ("application/json", *STREAM_MEDIA, STREAM_MEDIA_CSV))
             job_request = query_job_request(request)
             fmt: Literal["jsonl", "csv"] = "csv" if media == STREAM_MEDIA_CSV else "jsonl"
-            lines = read_records(request.content.iter_any(), fmt, columns=frozenset(RECORD_FIELDS))
+            lines = read_records(
+                request.content.iter_any(),
+                fmt,
+                columns=frozenset(RECORD_FIELDS),
+                pause=request.app[SERVICES].priority.pause,
+            )
         return await accept_job(request, caller, jobs, job_request, lines)
 
 

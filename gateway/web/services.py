@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway import pseudonym
 from gateway.contracts import PartnerContract
+from gateway.cooperative import Priority
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
 from gateway.keyring import PSEUDONYMIZATION, Keyring
@@ -42,6 +43,9 @@ class Services:
     credentials: Mapping[str, str] = field(default_factory=dict)
     # The partner simulators' state when the app mounts them (GATEWAY_SANDBOX=on).
     sandbox: SandboxState = field(default_factory=SandboxState)
+
+    # Fraud checks first, an upload's CPU work after (gateway.cooperative): one per service.
+    priority: Priority = field(default_factory=Priority)
 
     # How deliveries retry (tests shorten the waits).
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)

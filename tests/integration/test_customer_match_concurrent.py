@@ -68,3 +68,19 @@ async def test_a_second_submission_waits_for_the_first_and_sends_nothing_twice(
     members = live.sandbox.member_counts("ingest")
     assert len(members) == PEOPLE
     assert set(members.values()) == {1}
+
+
+async def test_an_upload_waits_while_a_fraud_check_is_under_way(live: Live) -> None:
+    """A checkout's fraud check goes first: the upload's reading and planning wait at their
+    pauses while one is under way (gateway.cooperative.Priority), and then go on."""
+    priority = live.api.services.priority
+    priority.max_wait_s = 60.0  # as if checks never stopped: the upload waits for them
+    lines = [b"subject_id,email\r\n"] + [
+        f"cust-{n},person.{n}@example.com\r\n".encode() for n in range(5_000)
+    ]
+    with priority.urgent():
+        posting = asyncio.create_task(_post(live, b"".join(lines)))
+        await asyncio.sleep(1.0)
+        assert not posting.done()  # 5,000 records take more than a slice: it paused
+    job = await asyncio.wait_for(posting, timeout=60)
+    assert job["counts"]["received"] == 5_000

@@ -278,6 +278,21 @@ async def test_a_slow_provider_gets_the_fallback_within_the_budget(live: Live) -
     ]
 
 
+async def test_a_check_is_urgent_work_from_its_request_to_its_answer(live: Live) -> None:
+    """While a check is under way an upload's work waits at its pauses (gateway.cooperative)."""
+    priority = live.api.services.priority
+    live.sandbox.set_faults("fraud", FaultPlan(latency_ms=300))
+    under_way = asyncio.create_task(check(live, order(7)))
+    for _ in range(500):  # until the request is in (the provider then holds it 300 ms)
+        if priority.urgent_now:
+            break
+        await asyncio.sleep(0.01)
+    assert priority.urgent_now == 1
+    status, _ = await under_way
+    assert status == 200
+    assert priority.urgent_now == 0
+
+
 async def test_the_declared_fallback_is_the_contracts(live: Live) -> None:
     use_contract(live, fraud=FraudSettings(timeout_ms=100, fallback=FraudDecision.DENY))
     live.sandbox.set_faults("fraud", FaultPlan(latency_ms=1000))

@@ -129,3 +129,23 @@ async def test_a_key_named_twice_is_a_broken_line_not_the_last_value() -> None:
     assert lines[0] == (1, "line names a key twice: which value counts is a guess")
     assert lines[1] == (2, {"subject_id": "cust-3", "email": 'x":y@b.c'})
     assert lines[2] == (3, "line names a key twice: which value counts is a guess")
+
+
+async def test_a_body_that_arrives_at_once_is_read_in_slices() -> None:
+    """One chunk of 20,000 lines takes tens of milliseconds to read: the loop gets pauses
+    (gateway.cooperative), and the records are the same."""
+    body = b"subject_id,email\n" + b"".join(
+        b"cust-%d,p%d@example.com\n" % (n, n) for n in range(20_000)
+    )
+    pauses = 0
+
+    async def pause() -> None:
+        nonlocal pauses
+        pauses += 1
+
+    paused = [
+        line async for line in read_records(_stream([body]), "csv", columns=COLUMNS, pause=pause)
+    ]
+    assert pauses > 0
+    assert paused == await read([body], "csv")
+    assert paused[-1] == (20_000, {"subject_id": "cust-19999", "email": "p19999@example.com"})
