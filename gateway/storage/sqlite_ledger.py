@@ -66,7 +66,10 @@ _STAGE_SUBJECT: Final = "INSERT INTO ledger_subjects_recent (idx, subject_id) VA
 _MERGE_SUBJECTS: Final = """INSERT INTO ledger_subjects (subject_id, idx)
     SELECT subject_id, idx FROM ledger_subjects_recent ORDER BY subject_id, idx"""
 _CLEAR_STAGED: Final = "DELETE FROM ledger_subjects_recent"
-_INSERT_NODE: Final = "INSERT INTO ledger_nodes (level, idx, hash) VALUES (?, ?, ?)"
+# New nodes as a JSON array of [level, index] and their hashes as one concatenated blob.
+_INSERT_NODES: Final = """INSERT INTO ledger_nodes (level, idx, hash)
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), substr(?2, key * 32 + 1, 32)
+    FROM json_each(?1)"""
 # The chunks holding any of [start, end): a chunk holds at most CHUNK_MAX records, so the
 # one holding `start` begins after start - CHUNK_MAX (a bounded primary-key range).
 _CHUNKS_OVER: Final = """SELECT first_idx, count, codec, data FROM ledger_chunks
@@ -241,14 +244,19 @@ class SqliteLedger:
         encoding = _Encoding(records)
         subjects = [r.subject_id for r in records]
         subjects_json = json.dumps(subjects)
+        # SQLite's write lock is held from BEGIN to COMMIT, and every other writer (the log
+        # writer process's fraud checks) waits for it: what a large append can work out
+        # without the lock, it does first. The tree is extended at the size read now; should
+        # another process append before BEGIN, it is extended again inside.
+        guess = self._extended(conn, _size(conn), hashes) if len(records) >= _HELP_FROM else None
+        rows = encoding.rows()  # raises what encoding raised (ValueError: a naive time)
         # IMMEDIATE takes the write lock up front: the size read inside is the size we append at.
         with transaction(conn):
             first = _size(conn)
-            state = self._state
-            if state.size != first:  # another process appended since: reload the frontier
-                frontier = _nodes(conn, perfect_subtrees(0, first))
-                state = TreeState.from_nodes(first, lambda lvl, idx: frontier[lvl, idx])
-            new_state, created = state.extend(hashes, keep_from=NODE_MIN_LEVEL)
+            if guess is not None and guess[0].size == first:
+                _, new_state, created = guess
+            else:
+                _, new_state, created = self._extended(conn, first, hashes)
             indexes = range(first, new_state.size)
             if "\\u0000" in subjects_json:  # json_each would cut an id at its NUL
                 conn.executemany(_INSERT_LEAF, zip(indexes, hashes, strict=True))
@@ -256,8 +264,9 @@ class SqliteLedger:
             elif hashes:
                 conn.execute(_INSERT_LEAVES, (first, b"".join(hashes), len(hashes)))
                 conn.execute(_STAGE_SUBJECTS, (first, subjects_json))
-            conn.executemany(_INSERT_NODE, created)
-            rows = encoding.rows()  # raises what encoding raised (ValueError: a naive time)
+            if created:  # one statement: a row at a time hands the GIL over per row
+                where = json.dumps([(level, index) for level, index, _ in created])
+                conn.execute(_INSERT_NODES, (where, b"".join(h for *_, h in created)))
             conn.executemany(_INSERT_CHUNK, [(first + row[0], *row[1:]) for row in rows])
             if outbox:
                 insert_outbox(conn, outbox, first)
@@ -266,6 +275,18 @@ class SqliteLedger:
                 conn.execute(_CLEAR_STAGED)
         self._state = new_state  # only after COMMIT: a failed append leaves the cache as it was
         return first
+
+    def _extended(
+        self, conn: sqlite3.Connection, size: int, hashes: Sequence[bytes]
+    ) -> tuple[TreeState, TreeState, list[tuple[int, int, bytes]]]:
+        """The tree of `size` stored leaves (the cache, or its frontier read when another
+        process appended), then extended by `hashes`, and the new nodes to store."""
+        state = self._state
+        if state.size != size:  # another process appended since: reload the frontier
+            frontier = _nodes(conn, perfect_subtrees(0, size))
+            state = TreeState.from_nodes(size, lambda lvl, idx: frontier[lvl, idx])
+        new_state, created = state.extend(hashes, keep_from=NODE_MIN_LEVEL)
+        return state, new_state, created
 
     def size(self, conn: sqlite3.Connection) -> int:
         return _size(conn)
