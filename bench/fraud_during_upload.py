@@ -15,13 +15,16 @@ due, as bench/fraud_check.py does), in two phases of the same run:
 
 Printed: p50 / p90 / p99 / max latency and fallbacks of each phase, p99 during over p99 alone,
 and the upload's rate. A check whose wait reaches the contract's budget (800 ms) falls back
-to `review`: a checkout that an export made worse. No assertions: figures only.
+to `review`: a checkout that an export made worse. `--provider-latency-ms` makes the provider
+hold every check (a slow partner): checks are then under way nearly all the time, and the
+upload's rate shows what giving way to them costs at worst. No assertions: figures only.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import subprocess
 import sys
@@ -120,6 +123,14 @@ def run(args: argparse.Namespace) -> None:
                  f"{url}/v1/consents/import"],
                 capture_output=True, check=True,
             )  # fmt: skip
+            if args.provider_latency_ms:  # a slow provider: every check held that long
+                plan = {"target": "fraud", "latency_ms": args.provider_latency_ms}
+                subprocess.run(
+                    ["curl", "-sf", "-X", "POST", "-H", "Content-Type: application/json",
+                     "--data", json.dumps(plan),
+                     f"http://127.0.0.1:{provider_port}/sandbox/_control/faults"],
+                    capture_output=True, check=True,
+                )  # fmt: skip
             target = Target(f"{url}/v1/fraud-checks", gateway_body(fraud), service.pid)
             upload = [sys.executable, "-m", "gateway", "upload", "--partner", PARTNER,
                       "--url", url, "--api-key", sender, str(members)]  # fmt: skip
@@ -142,6 +153,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--rate", type=float, default=50.0, help="fraud checks a second")
+    parser.add_argument(
+        "--provider-latency-ms",
+        type=float,
+        default=0.0,
+        help="the provider holds every check this long (sandbox fault plan): a slow provider",
+    )
     run(parser.parse_args())
     return 0
 

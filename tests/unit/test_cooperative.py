@@ -72,6 +72,23 @@ async def test_a_pause_waits_for_urgent_work_only_so_long() -> None:
         assert time.monotonic() - began >= 0.04  # it did wait, then gave up waiting
 
 
+async def test_after_a_long_wait_bulk_work_has_a_turn_then_waits_again() -> None:
+    """Urgent work that never ends (a provider holding every check) slows bulk work to
+    turn_s / (max_wait_s + turn_s) of its pace at worst, never to a crawl."""
+    priority = Priority(max_wait_s=0.3, turn_s=0.3)
+    with priority.urgent():
+        began = time.monotonic()
+        await priority.pause()
+        assert time.monotonic() - began >= 0.25  # waited its max_wait_s
+        began = time.monotonic()
+        await priority.pause()  # its turn: no wait
+        assert time.monotonic() - began < 0.25
+        await asyncio.sleep(0.35)  # its turn is over
+        began = time.monotonic()
+        await priority.pause()
+        assert time.monotonic() - began >= 0.25
+
+
 async def test_without_urgent_work_a_pause_only_lets_the_loop_run() -> None:
     priority = Priority(max_wait_s=10.0)
     ran = asyncio.Event()
