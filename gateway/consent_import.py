@@ -8,7 +8,6 @@ lines must import in seconds) that accepts exactly what `gateway.consent.GrantBo
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 from collections.abc import AsyncIterable, Awaitable, Callable
@@ -17,6 +16,7 @@ from enum import StrEnum
 from typing import Final, Literal
 
 from gateway.consent import EARLIEST, MAX_TEXT, SUBJECT_ID_PATTERN, aware_now, parse_timestamp
+from gateway.cooperative import yield_loop
 from gateway.errors import FieldError, ValidationFailed, shown_name
 from gateway.models import Frozen
 from gateway.storage import ConsentRow, ConsentStore
@@ -420,6 +420,7 @@ async def import_consents(
     now: datetime,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_withdrawn: Callable[[list[tuple[str, str]]], Awaitable[None]] | None = None,
+    pause: Callable[[], Awaitable[None]] = yield_loop,
 ) -> ImportResult:
     """Read grants and withdrawals line by line and append them in batches of `batch_size`.
 
@@ -427,7 +428,8 @@ async def import_consents(
     on. Each batch is its own transaction: if the store fails, the batches before stay
     (re-importing the file is harmless: equal events leave every current state unchanged).
     `on_withdrawn` is called with the (subject, purpose) of the withdrawals of each batch once
-    the batch is stored (the service queues removals from partners with it).
+    the batch is stored (the service queues removals from partners with it). `pause` is
+    awaited after each chunk of the source (Priority.pause: a fraud check goes first).
     Raises ValidationFailed for an unusable CSV header, StorageError, ValueError if `now` is
     naive or batch_size < 1.
     """
@@ -453,7 +455,7 @@ async def import_consents(
             importer.take(raw)
             if len(importer.rows) >= batch_size:
                 await flush()
-        await asyncio.sleep(0)  # a source that never suspends must not starve the loop
+        await pause()  # a source that never suspends must not starve the loop
     for raw in splitter.finish():
         importer.take(raw)
     await flush()

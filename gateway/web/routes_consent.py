@@ -171,6 +171,7 @@ async def post_import(request: web.Request, caller: Caller) -> web.StreamRespons
         recorded_by=f"import:{caller.actor}",
         now=services.clock(),
         on_withdrawn=withdrawn,
+        pause=services.priority.pause,  # bulk work: a fraud check goes first
     )
     return model_response(result)
 

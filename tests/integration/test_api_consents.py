@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway.models import Role
@@ -119,6 +120,26 @@ async def test_import_csv(api: Api) -> None:
     assert result["rejected_lines"][0]["line"] == 3
     status, state = await _json(api, "GET", "/v1/subjects/c-1/consents")
     assert state["current"]["ad_customer_match"]["channel"] == "store"
+
+
+async def test_an_import_waits_while_a_fraud_check_is_under_way(api: Api) -> None:
+    """A bulk import is bulk work: after each chunk it read, it waits while a check is under
+    way (gateway.cooperative.Priority), and then goes on."""
+    priority = api.services.priority
+    priority.max_wait_s = 60.0  # as if checks never stopped
+    line = (
+        '{"subject_id": "w-1", "purpose": "ad_customer_match", "action": "grant", '
+        '"obtained_at": "2026-01-01T00:00:00Z", "notice_version": "n1", "channel": "web"}\n'
+    )
+    headers = {"Content-Type": "application/x-ndjson"}
+    with priority.urgent():
+        posting = asyncio.create_task(
+            _json(api, "POST", "/v1/consents/import", data=line, headers=headers)
+        )
+        await asyncio.sleep(0.5)
+        assert not posting.done()
+    status, result = await asyncio.wait_for(posting, timeout=30)
+    assert (status, result["granted"]) == (200, 1)
 
 
 async def test_import_refuses_an_unknown_media_type(api: Api) -> None:
