@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Final, TypeVar
 
 __all__ = [
@@ -93,12 +92,12 @@ class Priority:
         most max_wait_s. After a wait that reached max_wait_s, pauses for turn_s only give
         the loop back."""
         await asyncio.sleep(0)
-        if self._urgent and time.monotonic() >= self._free_until:
+        if self._urgent and monotonic() >= self._free_until:
             try:
                 async with asyncio.timeout(self.max_wait_s):
                     await self._idle.wait()
             except TimeoutError:  # urgent work that lasts: bulk work's turn now
-                self._free_until = time.monotonic() + self.turn_s
+                self._free_until = monotonic() + self.turn_s
 
 
 def run_through(steps: Steps[T]) -> T:
