@@ -1,13 +1,14 @@
 """Benchmark: what a fraud check through the gateway adds over calling the provider directly.
 
     .venv/bin/python bench/fraud_check.py [--requests 6000] [--concurrency 10] [--rounds 3]
-                                          [--rates 50,150]
+                                          [--rates 50,150] [--database-url URL]
 
 Starts, each as its own process on loopback: the sandbox fraud provider (`gateway sandbox`),
 a bare aiohttp forwarding proxy (this file with --proxy-for: reads the body, POSTs it to the
 provider over a keep-alive pool, returns the answer) and the gateway (`gateway serve`, SQLite
-store under a throw-away GATEWAY_HOME, contracts pointing at the sandbox, GATEWAY_SANDBOX=off,
-a fraud client minted with `gateway clients create`). Then drives each with `--concurrency`
+store under a throw-away GATEWAY_HOME or the PostgreSQL database `--database-url` names,
+contracts pointing at the sandbox, GATEWAY_SANDBOX=off, a fraud client minted with `gateway
+clients create`). Then drives each with `--concurrency`
 keep-alive clients, first in a closed loop (each client sends its next request as soon as
 its answer is in: the most each target can do), then paced at each of `--rates` requests a
 second in all (a checkout's traffic: latency below saturation):
@@ -141,7 +142,7 @@ def wait_line(proc: subprocess.Popen[bytes], log: Path, ready: str, limit_s: flo
     raise RuntimeError(f"{' '.join(map(str, proc.args))} not ready; see {log}")
 
 
-def gateway_env(home: Path, sandbox_url: str) -> dict[str, str]:
+def gateway_env(home: Path, sandbox_url: str, database_url: str = "") -> dict[str, str]:
     partners = home / "partners"
     partners.mkdir()
     for source in (REPO / "partners").glob("*.toml"):
@@ -157,6 +158,8 @@ def gateway_env(home: Path, sandbox_url: str) -> dict[str, str]:
         # process (the default) or thread: where the SQLite store appends to the log
         GATEWAY_LOG_WRITER=os.environ.get("BENCH_LOG_WRITER", "process"),
     )
+    if database_url:  # PostgreSQL instead of SQLite
+        env["GATEWAY_DATABASE_URL"] = database_url
     return env
 
 
@@ -285,13 +288,13 @@ async def drive(
 
 
 @contextlib.asynccontextmanager
-async def targets(home: Path) -> AsyncIterator[dict[str, Target]]:
+async def targets(home: Path, database_url: str = "") -> AsyncIterator[dict[str, Target]]:
     python = sys.executable
     sandbox_args = [python, "-m", "gateway", "sandbox", "--port", "0"]
     sandbox_log = home / "sandbox.log"
     with process(sandbox_args, dict(os.environ), sandbox_log, "listening on") as (line, spid):
         sandbox = line.rsplit(" ", 1)[1]
-        env = gateway_env(home, sandbox)
+        env = gateway_env(home, sandbox, database_url)
         key = mint_fraud_key(env)
         port = free_port()
         proxy_args = [python, __file__, "--proxy-for", sandbox, "--port", str(free_port())]
@@ -319,7 +322,7 @@ async def bench(args: argparse.Namespace) -> Runs:
     runs: Runs = {_load(r): {n: Figures() for n in ("direct", "proxy", "gateway")} for r in loads}
     per_round = max(args.requests // args.rounds, args.concurrency)
     with tempfile.TemporaryDirectory(prefix="bench-fraud-") as tmp:
-        async with targets(Path(tmp)) as urls:
+        async with targets(Path(tmp), args.database_url) as urls:
             for target in urls.values():  # warm up: connections, caches, first appends
                 await drive(target, 10**7, 300, args.concurrency)
             first = 0
@@ -336,8 +339,8 @@ def _load(rate: float | None) -> str:
     return "closed loop (saturating)" if rate is None else f"paced at {rate:g} req/s"
 
 
-def report(runs: Runs, concurrency: int) -> None:
-    print(f"fraud check: {concurrency} concurrent keep-alive clients, loopback, SQLite store")
+def report(runs: Runs, concurrency: int, backend: str) -> None:
+    print(f"fraud check: {concurrency} concurrent keep-alive clients, loopback, {backend} store")
     for load, totals in runs.items():
         print(f"\n{load}")
         head = f"{'target':<8} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8}"
@@ -370,13 +373,19 @@ def main() -> int:
         default=[50.0, 150.0],
         help="paced loads to measure besides the closed loop, req/s, comma-separated",
     )
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="PostgreSQL instead of SQLite (an empty database: the gateway migrates it)",
+    )
     parser.add_argument("--proxy-for", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.proxy_for:
         serve_proxy(args.proxy_for, args.port)
         return 0
-    report(asyncio.run(bench(args)), args.concurrency)
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    report(asyncio.run(bench(args)), args.concurrency, backend)
     return 0
 
 
