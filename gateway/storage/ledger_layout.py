@@ -34,6 +34,11 @@ if TYPE_CHECKING:  # a pydantic model: the log writer process loads none
     from gateway.ledger.transfer_filter import TransferFilter
 
 NODE_MIN_LEVEL: Final = 4
+SMALL_APPEND: Final = 64
+"""An append of fewer records (a fraud check's provision or verdict, a lone writer's entry) is
+a store's hot path, where a few microseconds of zlib are cheaper than handing them to a thread
+and waiting for it: both stores encode its chunk where they are, and PostgreSQL writes its
+rows in one statement rather than by COPY (each COPY is round trips)."""
 """The lowest level of ledger_nodes rows; levels 1 .. NODE_MIN_LEVEL - 1 are computed."""
 CHUNK_MAX: Final = 256
 """The most records in one ledger_chunks row (the tables CHECK it: readers rely on it to

@@ -31,6 +31,7 @@ from gateway.ledger.tree import HASH_SIZE, TreeState, perfect_subtrees
 from gateway.storage.ledger_layout import (
     CHUNK_MAX,
     NODE_MIN_LEVEL,
+    SMALL_APPEND,
     ZLIB,
     EntryTest,
     assemble_nodes,
@@ -69,9 +70,9 @@ _CHUNK_COLUMNS: Final = (
     "data",
 )
 _SUBJECT_COLUMNS: Final = ("subject_id", "idx")
-# An append of fewer records (a fraud check's provision, its verdict) writes its rows in one
-# statement: four COPYs cost some ten round trips, each a wake-up of the server and of us.
-_SMALL: Final = 64
+# An append of fewer than SMALL_APPEND records (a fraud check's provision, its verdict) writes
+# its rows in one statement: four COPYs cost some ten round trips, each a wake-up of the
+# server and of us.
 _INSERT_SMALL: Final = """WITH
     leaves AS (INSERT INTO ledger_leaves (idx, leaf_hash)
         SELECT * FROM unnest($1::bigint[], $2::bytea[])),
@@ -156,11 +157,6 @@ def _chunk_rows(records: Sequence[LeafRecord]) -> list[tuple[Any, ...]]:
     ]
 
 
-async def _encoded(records: Sequence[LeafRecord]) -> list[tuple[Any, ...]]:
-    """_chunk_rows on the loop: a small append's few microseconds of zlib."""
-    return _chunk_rows(records)
-
-
 async def _insert_small(
     conn: Conn,
     first: int,
@@ -242,12 +238,13 @@ class PostgresLedger:
         hashes = [r.leaf_hash for r in records]
         if any(len(h) != HASH_SIZE for h in hashes):
             raise ValueError("leaf hashes must be 32 bytes")
-        small = len(records) < _SMALL
-        # zlib releases the GIL: the chunks of a large append are encoded on a thread while
-        # this task waits for the lock and sends the rest.
-        encoding = asyncio.ensure_future(
-            _encoded(records) if small else asyncio.to_thread(_chunk_rows, records)
-        )
+        # A small append's chunk is encoded here (raises ValueError for a naive time); zlib
+        # releases the GIL, so a large append's are encoded on a thread while this task waits
+        # for the lock and sends the rest.
+        rows = _chunk_rows(records) if len(records) < SMALL_APPEND else None
+        encoding = None
+        if rows is None:
+            encoding = asyncio.ensure_future(asyncio.to_thread(_chunk_rows, records))
         subjects = [r.subject_id for r in records]
         try:
             async with self._append_lock, self._pool.acquire() as conn, conn.transaction():
@@ -258,16 +255,17 @@ class PostgresLedger:
                     frontier = await _nodes(conn, perfect_subtrees(0, first))
                     state = TreeState.from_nodes(first, lambda lvl, idx: frontier[lvl, idx])
                 new_state, created = state.extend(hashes, keep_from=NODE_MIN_LEVEL)
-                if small:
-                    await _insert_small(conn, first, hashes, subjects, created, await encoding)
+                if encoding is None:
+                    assert rows is not None
+                    await _insert_small(conn, first, hashes, subjects, created, rows)
                 else:
                     await _copy_large(conn, first, hashes, subjects, created, encoding)
                 if outbox:
                     await insert_outbox(conn, outbox, first)
         finally:
-            if not encoding.done():
+            if encoding is not None and not encoding.done():
                 encoding.cancel()  # the thread finishes on its own; nobody waits for it
-            elif not encoding.cancelled():
+            elif encoding is not None and not encoding.cancelled():
                 encoding.exception()  # retrieved: no "never retrieved" warning
         self._state = new_state  # only after COMMIT: a failed append leaves the cache as it was
         return first

@@ -29,6 +29,7 @@ from gateway.ledger.tree import HASH_SIZE, TreeState, perfect_subtrees
 from gateway.storage.ledger_layout import (
     CHUNK_MAX,
     NODE_MIN_LEVEL,
+    SMALL_APPEND,
     ZLIB,
     EntryTest,
     assemble_nodes,
@@ -145,12 +146,9 @@ def _nodes(
     return assemble_nodes(keys, stored, leaves)
 
 
-# One thread per process helps encode chunks (started on first use, idle between appends).
+# One thread per process helps encode chunks (started on first use, idle between appends);
+# an append of fewer than SMALL_APPEND records is encoded by the store's thread alone.
 _ENCODER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-encode")
-# An append of fewer records (a fraud check's two, a lone writer's one) is encoded by the
-# store's thread alone: handing a few microseconds of zlib to another thread and waiting for
-# it costs more than it saves, and lies on a synchronous caller's path.
-_HELP_FROM: Final = 64
 
 
 class _Encoding:
@@ -166,7 +164,7 @@ class _Encoding:
         self._front, self._back = 0, len(self._spans)
         self._error: BaseException | None = None
         self._helped = threading.Event()
-        if len(records) >= _HELP_FROM:
+        if len(records) >= SMALL_APPEND:
             _ENCODER.submit(self._help)
         else:
             self._helped.set()
@@ -248,7 +246,8 @@ class SqliteLedger:
         # writer process's fraud checks) waits for it: what a large append can work out
         # without the lock, it does first. The tree is extended at the size read now; should
         # another process append before BEGIN, it is extended again inside.
-        guess = self._extended(conn, _size(conn), hashes) if len(records) >= _HELP_FROM else None
+        large = len(records) >= SMALL_APPEND
+        guess = self._extended(conn, _size(conn), hashes) if large else None
         rows = encoding.rows()  # raises what encoding raised (ValueError: a naive time)
         # IMMEDIATE takes the write lock up front: the size read inside is the size we append at.
         with transaction(conn):
